@@ -1,0 +1,96 @@
+//! Lifecycle events, for audit logs and hooks.
+//!
+//! Events carry a keyed digest of the session id ([`IdDigest`]), never the
+//! id itself, the data or any token.
+
+use std::fmt;
+
+use crate::id::IdDigest;
+
+/// What happened to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionEventKind {
+    /// A new session was stored for the first time.
+    Started,
+    /// An existing session was loaded.
+    Loaded,
+    /// A session was written back.
+    Saved,
+    /// A session was destroyed.
+    Destroyed,
+    /// A session moved to a new id; `digest` is the new id's digest and
+    /// `previous` the old one's.
+    Regenerated,
+    /// A loaded session had expired and was treated as absent.
+    Expired,
+    /// The client no longer matches the session's binding fingerprint.
+    BindingMismatch,
+    /// A cookie that failed signature or decryption checks was presented.
+    Tampered,
+    /// A validly signed id was presented that the store does not know.
+    UnknownId,
+}
+
+/// One lifecycle event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// What happened.
+    pub kind: SessionEventKind,
+    /// Digest of the session id concerned, when there is one.
+    pub digest: Option<IdDigest>,
+    /// Digest of the previous id, for [`SessionEventKind::Regenerated`].
+    pub previous: Option<IdDigest>,
+}
+
+/// Callbacks for session lifecycle events.
+///
+/// Every method has an empty default, so an implementation overrides only
+/// what it needs. [`SessionEvents::on_event`] receives every event; the
+/// named callbacks mirror the five lifecycle points. Callbacks run inline on
+/// the request path: keep them fast and hand slow work to a task.
+pub trait SessionEvents: Send + Sync + fmt::Debug + 'static {
+    /// Called for every event, before the named callback.
+    fn on_event(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+    /// A new session was stored.
+    fn on_started(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+    /// A session was loaded.
+    fn on_loaded(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+    /// A session was saved.
+    fn on_saved(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+    /// A session was destroyed.
+    fn on_destroyed(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+    /// A session was regenerated.
+    fn on_regenerated(&self, event: &SessionEvent) {
+        let _ = event;
+    }
+}
+
+/// The default hook, which does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+impl SessionEvents for NoEvents {}
+
+/// Sends `event` to `hook`: `on_event`, then the matching named callback.
+pub fn dispatch(hook: &dyn SessionEvents, event: &SessionEvent) {
+    hook.on_event(event);
+    match event.kind {
+        SessionEventKind::Started => hook.on_started(event),
+        SessionEventKind::Loaded => hook.on_loaded(event),
+        SessionEventKind::Saved => hook.on_saved(event),
+        SessionEventKind::Destroyed => hook.on_destroyed(event),
+        SessionEventKind::Regenerated => hook.on_regenerated(event),
+        _ => {}
+    }
+}

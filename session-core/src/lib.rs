@@ -1,0 +1,57 @@
+//! Framework-agnostic building blocks for typed, secure sessions.
+//!
+//! `session-core` owns everything about a session that does not depend on a
+//! web framework: session ids and their signatures, the key ring and sealed
+//! tokens, the session record with its flash messages and expiry, the
+//! [`SessionConfig`] with its presets, the [`SessionStore`] trait and the
+//! stores themselves. The `session-axum` crate wires it into axum.
+//!
+//! ```
+//! use session_core::SessionConfig;
+//!
+//! // In production, read the secret from the environment or a secret manager.
+//! let secret = [7u8; 32];
+//! let config = SessionConfig::production(secret).build().expect("a 32-byte secret is valid");
+//! assert_eq!(config.cookie().name(), "id");
+//! ```
+
+mod binding;
+mod clock;
+mod codec;
+mod config;
+mod data;
+mod error;
+mod events;
+mod flash;
+mod id;
+mod keys;
+mod record;
+mod store;
+mod token;
+
+pub use binding::{BindingMismatch, BindingPolicy, ClientInfo, Fingerprint, TrustedProxies};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{CodecError, RecordCodec, DEFAULT_MAX_DECOMPRESSED_BYTES};
+pub use config::{
+    Binding, ConfigError, CookieLifetime, CookieOptions, CookiePrefix, SameSite, SessionConfig,
+    SessionConfigBuilder,
+};
+pub use data::{Role, SessionData};
+pub use error::SessionError;
+pub use events::{dispatch as dispatch_event, NoEvents, SessionEvent, SessionEventKind, SessionEvents};
+pub use flash::{FlashLevel, FlashMessage, FlashState};
+pub use id::{IdDigest, IdGenerator, RandomIdGenerator, SessionId, SESSION_ID_ENCODED_LEN};
+pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
+pub use record::{SessionExpiry, SessionRecord};
+pub use store::memory::{MemoryStore, MemoryStoreStats};
+pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
+pub use token::{OpenedToken, TokenError};
+
+#[cfg(feature = "test-suite")]
+pub mod conformance;
+
+/// Re-exported so that `#[derive(Session)]` output and users share one version.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}
