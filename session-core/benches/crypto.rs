@@ -19,10 +19,15 @@ fn crypto(c: &mut Criterion) {
         b.iter(|| ring.seal(Purpose::CookieStore, b"id", black_box(&record)))
     });
     c.bench_function("open 200-byte record", |b| {
-        b.iter(|| ring.open(Purpose::CookieStore, b"id", black_box(&token)).unwrap())
+        b.iter(|| {
+            ring.open(Purpose::CookieStore, b"id", black_box(&token))
+                .unwrap()
+        })
     });
     c.bench_function("generate session id", |b| b.iter(SessionId::random));
-    c.bench_function("sign session id", |b| b.iter(|| black_box(&id).to_cookie_value(&ring, "id")));
+    c.bench_function("sign session id", |b| {
+        b.iter(|| black_box(&id).to_cookie_value(&ring, "id"))
+    });
     c.bench_function("verify signed session id", |b| {
         b.iter(|| SessionId::from_cookie_value(&ring, "id", black_box(&cookie)).unwrap())
     });

@@ -59,15 +59,27 @@ impl BindingMismatch {
 impl Fingerprint {
     /// Computes the fingerprint of `client`, including only the parts enabled
     /// in `binding`.
-    pub(crate) fn compute(keys: &KeyRing, binding: &crate::config::Binding, client: &ClientInfo) -> Self {
+    pub(crate) fn compute(
+        keys: &KeyRing,
+        binding: &crate::config::Binding,
+        client: &ClientInfo,
+    ) -> Self {
         let ip = binding.ip.then(|| {
-            let masked = client.ip.map(|ip| mask_ip(ip, binding.ipv4_prefix, binding.ipv6_prefix));
+            let masked = client
+                .ip
+                .map(|ip| mask_ip(ip, binding.ipv4_prefix, binding.ipv6_prefix));
             let text = masked.map(|ip| ip.to_string()).unwrap_or_default();
-            truncate(keys.sign(Purpose::BindingFingerprint, &[b"ip", text.as_bytes()]).as_ref())
+            truncate(
+                keys.sign(Purpose::BindingFingerprint, &[b"ip", text.as_bytes()])
+                    .as_ref(),
+            )
         });
         let user_agent = binding.user_agent.then(|| {
             let normalised = normalise_user_agent(client.user_agent.as_deref().unwrap_or(""));
-            truncate(keys.sign(Purpose::BindingFingerprint, &[b"ua", normalised.as_bytes()]).as_ref())
+            truncate(
+                keys.sign(Purpose::BindingFingerprint, &[b"ua", normalised.as_bytes()])
+                    .as_ref(),
+            )
         });
         Self { ip, user_agent }
     }
@@ -98,7 +110,9 @@ fn mask_ip(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpAddr {
         IpAddr::V4(_) => ipv4_prefix,
         IpAddr::V6(_) => ipv6_prefix,
     };
-    IpNet::new(ip, prefix).map(|net| net.network()).unwrap_or(ip)
+    IpNet::new(ip, prefix)
+        .map(|net| net.network())
+        .unwrap_or(ip)
 }
 
 /// Reduces a User-Agent to its product names and major versions, dropping
@@ -160,11 +174,18 @@ impl TrustedProxies {
     /// Determines the client IP from the socket peer and the
     /// `X-Forwarded-For` values, walking the chain from the right and
     /// stopping at the first address that is not a trusted proxy.
-    pub fn client_ip<'a>(&self, peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a str>) -> IpAddr {
+    pub fn client_ip<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<&str> = forwarded_for.into_iter().flat_map(|value| value.split(',')).collect();
+        let hops: Vec<&str> = forwarded_for
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
             let Ok(ip) = hop.trim().parse::<IpAddr>() else {
@@ -207,13 +228,30 @@ mod tests {
 
     #[test]
     fn user_agent_patch_update_keeps_the_fingerprint() {
-        assert_eq!(normalise_user_agent("ExampleBrowser/120.0.1 (X11)"), "examplebrowser/120");
+        assert_eq!(
+            normalise_user_agent("ExampleBrowser/120.0.1 (X11)"),
+            "examplebrowser/120"
+        );
         let keys = keys();
-        let a = Fingerprint::compute(&keys, &both(), &client("198.51.100.10", "ExampleBrowser/120.0.1 (X11)"));
-        let b = Fingerprint::compute(&keys, &both(), &client("198.51.100.10", "ExampleBrowser/120.0.2 (X11)"));
+        let a = Fingerprint::compute(
+            &keys,
+            &both(),
+            &client("198.51.100.10", "ExampleBrowser/120.0.1 (X11)"),
+        );
+        let b = Fingerprint::compute(
+            &keys,
+            &both(),
+            &client("198.51.100.10", "ExampleBrowser/120.0.2 (X11)"),
+        );
         let c = Fingerprint::compute(&keys, &both(), &client("198.51.100.10", "OtherBrowser/5"));
         assert!(!a.compare(&b).any());
-        assert_eq!(a.compare(&c), BindingMismatch { ip: false, user_agent: true });
+        assert_eq!(
+            a.compare(&c),
+            BindingMismatch {
+                ip: false,
+                user_agent: true
+            }
+        );
     }
 
     #[test]
@@ -221,7 +259,13 @@ mod tests {
         let keys = keys();
         let a = Fingerprint::compute(&keys, &both(), &client("198.51.100.10", "X/1"));
         let b = Fingerprint::compute(&keys, &both(), &client("203.0.113.20", "X/1"));
-        assert_eq!(a.compare(&b), BindingMismatch { ip: true, user_agent: false });
+        assert_eq!(
+            a.compare(&b),
+            BindingMismatch {
+                ip: true,
+                user_agent: false
+            }
+        );
 
         let tolerant = Binding {
             ipv4_prefix: 24,
@@ -244,7 +288,10 @@ mod tests {
         let proxies = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let client: IpAddr = "198.51.100.10".parse().unwrap();
-        assert_eq!(proxies.client_ip(peer, ["203.0.113.5, 198.51.100.10, 10.0.0.2"]), client);
+        assert_eq!(
+            proxies.client_ip(peer, ["203.0.113.5, 198.51.100.10, 10.0.0.2"]),
+            client
+        );
         assert_eq!(proxies.client_ip(peer, ["garbage"]), peer);
     }
 }

@@ -86,7 +86,8 @@ impl RecordCodec {
     /// [`CodecError::TooLarge`] when it is larger than the decompression cap
     /// (it could never be read back).
     pub fn encode<V: Serialize>(&self, value: &V) -> Result<Vec<u8>, CodecError> {
-        let body = postcard::to_stdvec(value).map_err(|error| CodecError::Serialize(error.to_string()))?;
+        let body =
+            postcard::to_stdvec(value).map_err(|error| CodecError::Serialize(error.to_string()))?;
         if body.len() > self.max_decompressed {
             return Err(CodecError::TooLarge {
                 claimed: body.len(),
@@ -94,7 +95,9 @@ impl RecordCodec {
             });
         }
 
-        let compress = self.compression_threshold.is_some_and(|threshold| body.len() > threshold);
+        let compress = self
+            .compression_threshold
+            .is_some_and(|threshold| body.len() > threshold);
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
         out.push(SCHEMA_VERSION);
@@ -139,8 +142,8 @@ impl RecordCodec {
                     });
                 }
                 let mut plain = vec![0u8; claimed];
-                let written =
-                    lz4_flex::block::decompress_into(compressed, &mut plain).map_err(|_| CodecError::Corrupt)?;
+                let written = lz4_flex::block::decompress_into(compressed, &mut plain)
+                    .map_err(|_| CodecError::Corrupt)?;
                 if written != claimed {
                     return Err(CodecError::Corrupt);
                 }
@@ -152,14 +155,16 @@ impl RecordCodec {
 }
 
 fn decode_body<V: DeserializeOwned>(body: &[u8]) -> Result<V, CodecError> {
-    let (value, rest) =
-        postcard::take_from_bytes(body).map_err(|error| CodecError::Deserialize(error.to_string()))?;
+    let (value, rest) = postcard::take_from_bytes(body)
+        .map_err(|error| CodecError::Deserialize(error.to_string()))?;
     if !rest.is_empty() {
-        return Err(CodecError::Deserialize(format!("{} trailing bytes", rest.len())));
+        return Err(CodecError::Deserialize(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(value)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -192,7 +197,11 @@ mod tests {
         let codec = RecordCodec::new(Some(100), 1 << 20);
         let bytes = codec.encode(&sample(10_000)).unwrap();
         assert_eq!(bytes[3], FLAG_COMPRESSED);
-        assert!(bytes.len() < 1_000, "10 kB of one letter compresses well: {}", bytes.len());
+        assert!(
+            bytes.len() < 1_000,
+            "10 kB of one letter compresses well: {}",
+            bytes.len()
+        );
         assert_eq!(codec.decode::<Sample>(&bytes).unwrap(), sample(10_000));
     }
 
@@ -214,16 +223,36 @@ mod tests {
     #[test]
     fn foreign_and_corrupt_bytes_are_errors() {
         let codec = RecordCodec::default();
-        assert_eq!(codec.decode::<Sample>(b"").unwrap_err(), CodecError::NotARecord);
-        assert_eq!(codec.decode::<Sample>(b"{\"user\":1}").unwrap_err(), CodecError::NotARecord);
-        assert_eq!(codec.decode::<Sample>(b"SR\x09\x00").unwrap_err(), CodecError::UnsupportedSchema(9));
-        assert_eq!(codec.decode::<Sample>(b"SR\x01\x01\x05\x00\x00\x00\xff").unwrap_err(), CodecError::Corrupt);
-        assert!(matches!(codec.decode::<Sample>(b"SR\x01\x00\xff\xff\xff"), Err(CodecError::Deserialize(_))));
+        assert_eq!(
+            codec.decode::<Sample>(b"").unwrap_err(),
+            CodecError::NotARecord
+        );
+        assert_eq!(
+            codec.decode::<Sample>(b"{\"user\":1}").unwrap_err(),
+            CodecError::NotARecord
+        );
+        assert_eq!(
+            codec.decode::<Sample>(b"SR\x09\x00").unwrap_err(),
+            CodecError::UnsupportedSchema(9)
+        );
+        assert_eq!(
+            codec
+                .decode::<Sample>(b"SR\x01\x01\x05\x00\x00\x00\xff")
+                .unwrap_err(),
+            CodecError::Corrupt
+        );
+        assert!(matches!(
+            codec.decode::<Sample>(b"SR\x01\x00\xff\xff\xff"),
+            Err(CodecError::Deserialize(_))
+        ));
     }
 
     #[test]
     fn encoding_over_the_cap_is_refused() {
         let codec = RecordCodec::new(None, 100);
-        assert!(matches!(codec.encode(&sample(500)), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            codec.encode(&sample(500)),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 }

@@ -164,7 +164,9 @@ pub enum ConfigError {
     #[error("`secret` is invalid: {0}")]
     Secret(#[from] SecretError),
     /// The cookie name is not an RFC 6265 token.
-    #[error("`cookie_name` {name:?} is invalid: {reason}; use letters, digits and `-_.!#$%&'*+^`|~`")]
+    #[error(
+        "`cookie_name` {name:?} is invalid: {reason}; use letters, digits and `-_.!#$%&'*+^`|~`"
+    )]
     InvalidCookieName {
         /// The rejected name.
         name: String,
@@ -175,13 +177,17 @@ pub enum ConfigError {
     #[error("`same_site` is None but `secure` is false: browsers reject such cookies; enable `secure` or use SameSite Lax")]
     SameSiteNoneWithoutSecure,
     /// A `__Host-` cookie with a Domain.
-    #[error("`cookie_name` starts with `__Host-` but `domain` is set: remove the domain or the prefix")]
+    #[error(
+        "`cookie_name` starts with `__Host-` but `domain` is set: remove the domain or the prefix"
+    )]
     HostPrefixWithDomain,
     /// A `__Host-` cookie with a Path other than `/`.
     #[error("`cookie_name` starts with `__Host-` but `path` is {0:?}: use path \"/\" or drop the prefix")]
     HostPrefixWithPath(String),
     /// A prefixed cookie without `Secure`.
-    #[error("`cookie_name` starts with `{0}` but `secure` is false: enable `secure` or drop the prefix")]
+    #[error(
+        "`cookie_name` starts with `{0}` but `secure` is false: enable `secure` or drop the prefix"
+    )]
     PrefixWithoutSecure(&'static str),
     /// A preset meant for HTTPS with `Secure` turned off.
     #[error("`secure` is false in the `{0}` preset: production cookies must be Secure; use the development preset for plain-HTTP localhost")]
@@ -203,10 +209,14 @@ pub enum ConfigError {
         idle: Duration,
     },
     /// A path that is not an absolute cookie path.
-    #[error("`path` {0:?} is invalid: it must start with `/` and contain no `;` or control characters")]
+    #[error(
+        "`path` {0:?} is invalid: it must start with `/` and contain no `;` or control characters"
+    )]
     InvalidPath(String),
     /// A domain with characters not allowed in a cookie attribute.
-    #[error("`domain` {0:?} is invalid: use a host name such as `example.test`, without port or scheme")]
+    #[error(
+        "`domain` {0:?} is invalid: use a host name such as `example.test`, without port or scheme"
+    )]
     InvalidDomain(String),
     /// A prefix length larger than the address.
     #[error("`{field}` is {value} but must be at most {max}")]
@@ -650,7 +660,9 @@ impl SessionConfigBuilder {
             return Err(ConfigError::PrefixWithoutSecure("__Secure-"));
         }
         if self.production && !self.secure {
-            return Err(ConfigError::InsecureInProduction(self.preset.unwrap_or("production")));
+            return Err(ConfigError::InsecureInProduction(
+                self.preset.unwrap_or("production"),
+            ));
         }
 
         positive("idle_timeout", self.idle_timeout)?;
@@ -725,7 +737,9 @@ impl SessionConfigBuilder {
 
 fn positive(field: &'static str, value: Option<Duration>) -> Result<(), ConfigError> {
     match value {
-        Some(value) if value <= Duration::ZERO => Err(ConfigError::NonPositiveDuration { field, value }),
+        Some(value) if value <= Duration::ZERO => {
+            Err(ConfigError::NonPositiveDuration { field, value })
+        }
         _ => Ok(()),
     }
 }
@@ -795,13 +809,22 @@ mod tests {
 
     #[test]
     fn missing_or_short_secret_is_an_error() {
-        assert_eq!(SessionConfig::builder().build().unwrap_err(), ConfigError::MissingSecret);
         assert_eq!(
-            SessionConfig::builder().secret(b"short").build().unwrap_err(),
+            SessionConfig::builder().build().unwrap_err(),
+            ConfigError::MissingSecret
+        );
+        assert_eq!(
+            SessionConfig::builder()
+                .secret(b"short")
+                .build()
+                .unwrap_err(),
             ConfigError::Secret(SecretError::TooShort { actual: 5 })
         );
         assert!(matches!(
-            SessionConfig::builder().secret(SECRET).retired_secret(b"x").build(),
+            SessionConfig::builder()
+                .secret(SECRET)
+                .retired_secret(b"x")
+                .build(),
             Err(ConfigError::Secret(_))
         ));
     }
@@ -820,9 +843,19 @@ mod tests {
 
     #[test]
     fn host_prefix_rules_are_enforced() {
-        let base = || SessionConfig::builder().secret(SECRET).cookie_name("__Host-id");
-        assert_eq!(base().domain("example.test").build().unwrap_err(), ConfigError::HostPrefixWithDomain);
-        assert_eq!(base().secure(false).build().unwrap_err(), ConfigError::PrefixWithoutSecure("__Host-"));
+        let base = || {
+            SessionConfig::builder()
+                .secret(SECRET)
+                .cookie_name("__Host-id")
+        };
+        assert_eq!(
+            base().domain("example.test").build().unwrap_err(),
+            ConfigError::HostPrefixWithDomain
+        );
+        assert_eq!(
+            base().secure(false).build().unwrap_err(),
+            ConfigError::PrefixWithoutSecure("__Host-")
+        );
         assert_eq!(
             base().path("/app").build().unwrap_err(),
             ConfigError::HostPrefixWithPath("/app".into())
@@ -842,10 +875,21 @@ mod tests {
     #[test]
     fn cookie_names_must_be_tokens() {
         for bad in ["", "a b", "a;b", "a=b", "sess\u{e9}", "a\tb", "(x)"] {
-            let err = SessionConfig::builder().secret(SECRET).cookie_name(bad).build().unwrap_err();
-            assert!(matches!(err, ConfigError::InvalidCookieName { .. }), "{bad:?}: {err}");
+            let err = SessionConfig::builder()
+                .secret(SECRET)
+                .cookie_name(bad)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidCookieName { .. }),
+                "{bad:?}: {err}"
+            );
         }
-        assert!(SessionConfig::builder().secret(SECRET).cookie_name("my_app.sid").build().is_ok());
+        assert!(SessionConfig::builder()
+            .secret(SECRET)
+            .cookie_name("my_app.sid")
+            .build()
+            .is_ok());
     }
 
     #[test]
@@ -867,7 +911,13 @@ mod tests {
             .absolute_lifetime(Some(Duration::seconds(-1)))
             .build()
             .unwrap_err();
-        assert!(matches!(err, ConfigError::NonPositiveDuration { field: "absolute_lifetime", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::NonPositiveDuration {
+                field: "absolute_lifetime",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -888,7 +938,10 @@ mod tests {
             Err(ConfigError::InvalidPath(_))
         ));
         assert!(matches!(
-            SessionConfig::builder().secret(SECRET).domain("example.test;x").build(),
+            SessionConfig::builder()
+                .secret(SECRET)
+                .domain("example.test;x")
+                .build(),
             Err(ConfigError::InvalidDomain(_))
         ));
     }
@@ -917,18 +970,30 @@ mod tests {
 
     #[test]
     fn presets_still_require_a_valid_secret() {
-        assert!(matches!(SessionConfig::production(b"short").build(), Err(ConfigError::Secret(_))));
-        assert!(matches!(SessionConfig::development(b"").build(), Err(ConfigError::Secret(_))));
+        assert!(matches!(
+            SessionConfig::production(b"short").build(),
+            Err(ConfigError::Secret(_))
+        ));
+        assert!(matches!(
+            SessionConfig::development(b"").build(),
+            Err(ConfigError::Secret(_))
+        ));
     }
 
     #[test]
     fn production_presets_refuse_insecure_cookies() {
         assert_eq!(
-            SessionConfig::production(SECRET).secure(false).build().unwrap_err(),
+            SessionConfig::production(SECRET)
+                .secure(false)
+                .build()
+                .unwrap_err(),
             ConfigError::InsecureInProduction("production")
         );
         assert_eq!(
-            SessionConfig::high_security(SECRET).secure(false).build().unwrap_err(),
+            SessionConfig::high_security(SECRET)
+                .secure(false)
+                .build()
+                .unwrap_err(),
             ConfigError::InsecureInProduction("high_security")
         );
     }
@@ -936,11 +1001,18 @@ mod tests {
     #[test]
     fn prefix_lengths_and_record_cap_are_checked() {
         assert!(matches!(
-            SessionConfig::builder().secret(SECRET).binding_ip_prefix(33, 128).build(),
+            SessionConfig::builder()
+                .secret(SECRET)
+                .binding_ip_prefix(33, 128)
+                .build(),
             Err(ConfigError::InvalidPrefixLength { max: 32, .. })
         ));
         assert_eq!(
-            SessionConfig::builder().secret(SECRET).max_record_bytes(10).build().unwrap_err(),
+            SessionConfig::builder()
+                .secret(SECRET)
+                .max_record_bytes(10)
+                .build()
+                .unwrap_err(),
             ConfigError::RecordCapTooSmall(10)
         );
     }

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use time::Duration;
 
 use crate::{
-    Clock, CreateOutcome, ManualClock, RecordCodec, SaveOutcome, SessionData, SessionId, SessionRecord,
-    SessionStore, StoredSession,
+    Clock, CreateOutcome, ManualClock, RecordCodec, SaveOutcome, SessionData, SessionId,
+    SessionRecord, SessionStore, StoredSession,
 };
 
 /// Builds a session for store tests: a random id, version 1, expiring 30
@@ -71,14 +71,28 @@ where
 }
 
 async fn load_of_unknown_id_is_none<S: SessionStore>(store: &S, _clock: &ManualClock) {
-    assert_eq!(store.load(&SessionId::random()).await.unwrap(), None, "unknown id must load as None");
-    assert!(!store.delete(&SessionId::random()).await.unwrap(), "deleting an unknown id deletes nothing");
+    assert_eq!(
+        store.load(&SessionId::random()).await.unwrap(),
+        None,
+        "unknown id must load as None"
+    );
+    assert!(
+        !store.delete(&SessionId::random()).await.unwrap(),
+        "deleting an unknown id deletes nothing"
+    );
 }
 
 async fn create_then_load_round_trips<S: SessionStore>(store: &S, clock: &ManualClock) {
     let session = stored(clock, Some("user-a"), b"hello");
-    assert_eq!(store.create(&session).await.unwrap(), CreateOutcome::Created);
-    assert_eq!(store.load(&session.id).await.unwrap(), Some(session), "load returns what create stored");
+    assert_eq!(
+        store.create(&session).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.load(&session.id).await.unwrap(),
+        Some(session),
+        "load returns what create stored"
+    );
 }
 
 async fn create_never_adopts_a_live_id<S: SessionStore>(store: &S, clock: &ManualClock) {
@@ -92,7 +106,11 @@ async fn create_never_adopts_a_live_id<S: SessionStore>(store: &S, clock: &Manua
         CreateOutcome::IdTaken,
         "create must be insert-if-absent"
     );
-    assert_eq!(store.load(&first.id).await.unwrap(), Some(first), "a collision must not change the live record");
+    assert_eq!(
+        store.load(&first.id).await.unwrap(),
+        Some(first),
+        "a collision must not change the live record"
+    );
 }
 
 async fn save_is_compare_and_set<S: SessionStore>(store: &S, clock: &ManualClock) {
@@ -112,7 +130,11 @@ async fn save_is_compare_and_set<S: SessionStore>(store: &S, clock: &ManualClock
         SaveOutcome::Conflict,
         "a save with an old expected version must conflict"
     );
-    assert_eq!(store.load(&session.id).await.unwrap(), Some(second), "a conflicting save writes nothing");
+    assert_eq!(
+        store.load(&session.id).await.unwrap(),
+        Some(second),
+        "a conflicting save writes nothing"
+    );
 }
 
 async fn save_after_delete_does_not_resurrect<S: SessionStore>(store: &S, clock: &ManualClock) {
@@ -123,7 +145,11 @@ async fn save_after_delete_does_not_resurrect<S: SessionStore>(store: &S, clock:
     let mut late = session.clone();
     late.version = 2;
     assert_eq!(store.save(&late, 1).await.unwrap(), SaveOutcome::Missing);
-    assert_eq!(store.load(&session.id).await.unwrap(), None, "a save after delete must not resurrect");
+    assert_eq!(
+        store.load(&session.id).await.unwrap(),
+        None,
+        "a save after delete must not resurrect"
+    );
     assert!(store.list_by_identity("user-a").await.unwrap().is_empty());
 }
 
@@ -132,16 +158,29 @@ async fn touch_moves_expiry_without_rewriting<S: SessionStore>(store: &S, clock:
     store.create(&session).await.unwrap();
 
     let later = clock.now() + Duration::minutes(45);
-    assert_eq!(store.touch(&session.id, Some(later), 1).await.unwrap(), SaveOutcome::Saved);
-    let loaded = store.load(&session.id).await.unwrap().expect("touched session is live");
+    assert_eq!(
+        store.touch(&session.id, Some(later), 1).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let loaded = store
+        .load(&session.id)
+        .await
+        .unwrap()
+        .expect("touched session is live");
     assert_eq!(loaded.expires_at, Some(later));
     assert_eq!(loaded.payload, session.payload);
     assert_eq!(loaded.version, 1, "touch keeps the version");
 
     clock.advance(Duration::minutes(40));
-    assert!(store.load(&session.id).await.unwrap().is_some(), "the touched deadline applies");
+    assert!(
+        store.load(&session.id).await.unwrap().is_some(),
+        "the touched deadline applies"
+    );
 
-    assert_eq!(store.touch(&session.id, Some(later), 7).await.unwrap(), SaveOutcome::Conflict);
+    assert_eq!(
+        store.touch(&session.id, Some(later), 7).await.unwrap(),
+        SaveOutcome::Conflict
+    );
 }
 
 async fn touch_after_delete_does_not_resurrect<S: SessionStore>(store: &S, clock: &ManualClock) {
@@ -149,7 +188,10 @@ async fn touch_after_delete_does_not_resurrect<S: SessionStore>(store: &S, clock
     store.create(&session).await.unwrap();
     store.delete(&session.id).await.unwrap();
     let later = clock.now() + Duration::minutes(45);
-    assert_eq!(store.touch(&session.id, Some(later), 1).await.unwrap(), SaveOutcome::Missing);
+    assert_eq!(
+        store.touch(&session.id, Some(later), 1).await.unwrap(),
+        SaveOutcome::Missing
+    );
     assert_eq!(store.load(&session.id).await.unwrap(), None);
 }
 
@@ -158,16 +200,30 @@ async fn expiry_boundary_is_exact<S: SessionStore>(store: &S, clock: &ManualCloc
     store.create(&session).await.unwrap();
 
     clock.advance(Duration::minutes(30) - Duration::milliseconds(1));
-    assert!(store.load(&session.id).await.unwrap().is_some(), "live one millisecond before the deadline");
+    assert!(
+        store.load(&session.id).await.unwrap().is_some(),
+        "live one millisecond before the deadline"
+    );
 
     clock.advance(Duration::milliseconds(1));
-    assert_eq!(store.load(&session.id).await.unwrap(), None, "expired at the deadline");
+    assert_eq!(
+        store.load(&session.id).await.unwrap(),
+        None,
+        "expired at the deadline"
+    );
 
     let mut late = session.clone();
     late.version = 2;
     late.expires_at = Some(clock.now() + Duration::minutes(30));
-    assert_eq!(store.save(&late, 1).await.unwrap(), SaveOutcome::Missing, "an expired record is never revived");
-    assert!(store.list_by_identity("user-a").await.unwrap().is_empty(), "expired sessions are not listed");
+    assert_eq!(
+        store.save(&late, 1).await.unwrap(),
+        SaveOutcome::Missing,
+        "an expired record is never revived"
+    );
+    assert!(
+        store.list_by_identity("user-a").await.unwrap().is_empty(),
+        "expired sessions are not listed"
+    );
 }
 
 async fn identity_listing_and_deletion<S: SessionStore>(store: &S, clock: &ManualClock) {
@@ -188,8 +244,14 @@ async fn identity_listing_and_deletion<S: SessionStore>(store: &S, clock: &Manua
     assert_eq!(store.delete_by_identity("user-a").await.unwrap(), 2);
     assert_eq!(store.load(&a1.id).await.unwrap(), None);
     assert_eq!(store.load(&a2.id).await.unwrap(), None);
-    assert!(store.load(&b1.id).await.unwrap().is_some(), "other users are untouched");
-    assert!(store.load(&anonymous.id).await.unwrap().is_some(), "anonymous sessions are untouched");
+    assert!(
+        store.load(&b1.id).await.unwrap().is_some(),
+        "other users are untouched"
+    );
+    assert!(
+        store.load(&anonymous.id).await.unwrap().is_some(),
+        "anonymous sessions are untouched"
+    );
     assert_eq!(store.delete_by_identity("nobody").await.unwrap(), 0);
 }
 
@@ -201,12 +263,18 @@ async fn identity_index_follows_login_and_logout<S: SessionStore>(store: &S, clo
     signed_in.version = 2;
     signed_in.identity = Some("user-a".into());
     assert_eq!(store.save(&signed_in, 1).await.unwrap(), SaveOutcome::Saved);
-    assert_eq!(store.list_by_identity("user-a").await.unwrap(), vec![anonymous.id.clone()]);
+    assert_eq!(
+        store.list_by_identity("user-a").await.unwrap(),
+        vec![anonymous.id.clone()]
+    );
 
     let mut signed_out = signed_in.clone();
     signed_out.version = 3;
     signed_out.identity = None;
-    assert_eq!(store.save(&signed_out, 2).await.unwrap(), SaveOutcome::Saved);
+    assert_eq!(
+        store.save(&signed_out, 2).await.unwrap(),
+        SaveOutcome::Saved
+    );
     assert!(store.list_by_identity("user-a").await.unwrap().is_empty());
     assert_eq!(store.load(&anonymous.id).await.unwrap(), Some(signed_out));
 }
@@ -217,7 +285,10 @@ async fn large_and_empty_payloads_round_trip<S: SessionStore>(store: &S, clock: 
     let large = stored(clock, None, &large_bytes);
     for session in [&empty, &large] {
         store.create(session).await.unwrap();
-        assert_eq!(store.load(&session.id).await.unwrap().as_ref(), Some(session));
+        assert_eq!(
+            store.load(&session.id).await.unwrap().as_ref(),
+            Some(session)
+        );
     }
 }
 
@@ -234,7 +305,11 @@ async fn undecodable_bytes_are_returned_as_stored<S: SessionStore>(store: &S, cl
 
     let garbage = stored(clock, None, b"\xff\x00not a record");
     store.create(&garbage).await.unwrap();
-    let loaded = store.load(&garbage.id).await.unwrap().expect("stores keep bytes they cannot read");
+    let loaded = store
+        .load(&garbage.id)
+        .await
+        .unwrap()
+        .expect("stores keep bytes they cannot read");
     assert_eq!(loaded.payload, garbage.payload);
     assert!(
         SessionRecord::<Data>::from_stored(loaded, &RecordCodec::default()).is_err(),

@@ -31,7 +31,9 @@ use serde::Serialize;
 /// Records are encoded with postcard, which is not self-describing: serde
 /// features that need `deserialize_any`, such as `#[serde(flatten)]` or
 /// untagged enums, do not round-trip.
-pub trait SessionData: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait SessionData:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// Returns the signed-in user's identity, or `None` for an anonymous
     /// session. Stores index sessions by this value, so that all sessions of
     /// one user can be listed and deleted.

@@ -24,7 +24,9 @@ pub enum SessionError {
     #[error("session was changed by a concurrent request; retry the request")]
     Conflict,
     /// The encoded session is larger than the configured budget.
-    #[error("session is {size} bytes but the limit is {limit} bytes; store less data in the session")]
+    #[error(
+        "session is {size} bytes but the limit is {limit} bytes; store less data in the session"
+    )]
     TooLarge {
         /// Size of the encoded session or `Set-Cookie` header, in bytes.
         size: usize,

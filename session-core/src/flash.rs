@@ -128,7 +128,11 @@ impl FlashState {
 
     /// Keeps the visible message with this key for the next request too.
     pub fn keep(&mut self, key: &str) {
-        for entry in self.entries.iter_mut().filter(|entry| entry.message.key == key) {
+        for entry in self
+            .entries
+            .iter_mut()
+            .filter(|entry| entry.message.key == key)
+        {
             mark_kept(entry);
         }
     }
@@ -221,8 +225,15 @@ mod tests {
 
         let second = next_request(first);
         assert_eq!(second.get("notice"), Some("Saved"));
-        assert_eq!(second.get("notice"), Some("Saved"), "reading twice does not consume");
-        assert!(second.is_modified(), "showing a message changes what is stored");
+        assert_eq!(
+            second.get("notice"),
+            Some("Saved"),
+            "reading twice does not consume"
+        );
+        assert!(
+            second.is_modified(),
+            "showing a message changes what is stored"
+        );
 
         let third = next_request(second);
         assert_eq!(third.messages().count(), 0);
@@ -246,7 +257,10 @@ mod tests {
         let mut second = next_request(first);
         second.keep("notice");
         let third = next_request(second);
-        assert_eq!(third.messages().cloned().collect::<Vec<_>>(), vec![msg("notice", "A")]);
+        assert_eq!(
+            third.messages().cloned().collect::<Vec<_>>(),
+            vec![msg("notice", "A")]
+        );
     }
 
     #[test]
@@ -302,6 +316,9 @@ mod tests {
         .iter()
         .map(|level| level.as_str())
         .collect();
-        assert_eq!(names, ["notice", "alert", "error", "success", "warning", "info"]);
+        assert_eq!(
+            names,
+            ["notice", "alert", "error", "success", "warning", "info"]
+        );
     }
 }

@@ -180,7 +180,9 @@ mod tests {
         for _ in 0..100_000 {
             let encoded = SessionId::random().encode();
             assert_eq!(encoded.len(), SESSION_ID_ENCODED_LEN);
-            assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert!(encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             assert!(seen.insert(encoded), "duplicate id drawn");
         }
     }
@@ -202,14 +204,27 @@ mod tests {
 
         // A well-formed id with a tag from another id.
         let other = SessionId::random().to_cookie_value(&ring, "id");
-        let forged = format!("{}{}", &value[..SESSION_ID_ENCODED_LEN], &other[SESSION_ID_ENCODED_LEN..]);
+        let forged = format!(
+            "{}{}",
+            &value[..SESSION_ID_ENCODED_LEN],
+            &other[SESSION_ID_ENCODED_LEN..]
+        );
         assert_eq!(SessionId::from_cookie_value(&ring, "id", &forged), None);
 
         assert_eq!(SessionId::from_cookie_value(&ring, "sid", &value), None);
-        assert_eq!(SessionId::from_cookie_value(&self::ring(2), "id", &value), None);
+        assert_eq!(
+            SessionId::from_cookie_value(&self::ring(2), "id", &value),
+            None
+        );
         assert_eq!(SessionId::from_cookie_value(&ring, "id", &value[1..]), None);
-        assert_eq!(SessionId::from_cookie_value(&ring, "id", &format!("{value}A")), None);
-        assert_eq!(SessionId::from_cookie_value(&ring, "id", "é".repeat(33).as_str()), None);
+        assert_eq!(
+            SessionId::from_cookie_value(&ring, "id", &format!("{value}A")),
+            None
+        );
+        assert_eq!(
+            SessionId::from_cookie_value(&ring, "id", "é".repeat(33).as_str()),
+            None
+        );
         assert_eq!(SessionId::from_cookie_value(&ring, "id", ""), None);
     }
 
@@ -220,7 +235,10 @@ mod tests {
         let value = id.to_cookie_value(&old, "id");
         let rotated = KeyRing::new(Secret::try_from_bytes(&[2u8; 32]).unwrap())
             .with_retired(Secret::try_from_bytes(&[1u8; 32]).unwrap());
-        assert_eq!(SessionId::from_cookie_value(&rotated, "id", &value), Some(id));
+        assert_eq!(
+            SessionId::from_cookie_value(&rotated, "id", &value),
+            Some(id)
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ pub use config::{
 };
 pub use data::{Role, SessionData};
 pub use error::SessionError;
-pub use events::{dispatch as dispatch_event, NoEvents, SessionEvent, SessionEventKind, SessionEvents};
+pub use events::{
+    dispatch as dispatch_event, NoEvents, SessionEvent, SessionEventKind, SessionEvents,
+};
 pub use flash::{FlashLevel, FlashMessage, FlashState};
 pub use id::{IdDigest, IdGenerator, RandomIdGenerator, SessionId, SESSION_ID_ENCODED_LEN};
 pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};

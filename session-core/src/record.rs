@@ -170,7 +170,14 @@ impl<T: SessionData> SessionRecord<T> {
     }
 
     /// Applies a per-session expiry chosen by a handler.
-    pub fn set_expiry(&mut self, expiry: SessionExpiry, now: OffsetDateTime, config_idle: Option<Duration>, config_absolute: Option<Duration>, config_persistent: bool) {
+    pub fn set_expiry(
+        &mut self,
+        expiry: SessionExpiry,
+        now: OffsetDateTime,
+        config_idle: Option<Duration>,
+        config_absolute: Option<Duration>,
+        config_persistent: bool,
+    ) {
         match expiry {
             SessionExpiry::Configured => {
                 self.idle_timeout = config_idle;
@@ -196,7 +203,9 @@ impl<T: SessionData> SessionRecord<T> {
         let payload = Payload {
             created_at_ms: unix_ms(self.created_at),
             last_seen_ms: unix_ms(self.last_seen),
-            idle_timeout_ms: self.idle_timeout.map(|d| d.whole_milliseconds().clamp(0, u64::MAX as i128) as u64),
+            idle_timeout_ms: self
+                .idle_timeout
+                .map(|d| d.whole_milliseconds().clamp(0, u64::MAX as i128) as u64),
             absolute_deadline_ms: self.absolute_deadline.map(unix_ms),
             persistent: self.persistent,
             binding: self.binding.clone(),
@@ -230,7 +239,9 @@ impl<T: SessionData> SessionRecord<T> {
         T: DeserializeOwned,
     {
         let payload: Payload<T> = codec.decode(&stored.payload)?;
-        let idle_timeout = payload.idle_timeout_ms.map(|ms| Duration::milliseconds(ms.min(i64::MAX as u64) as i64));
+        let idle_timeout = payload
+            .idle_timeout_ms
+            .map(|ms| Duration::milliseconds(ms.min(i64::MAX as u64) as i64));
         let mut last_seen = from_unix_ms(payload.last_seen_ms)?;
 
         // A touch moved the idle deadline: recover last_seen from it, unless
@@ -297,9 +308,18 @@ mod tests {
 
     #[test]
     fn expiry_is_the_earlier_of_idle_and_absolute() {
-        assert_eq!(record(Some(30), Some(60)).expires_at(), Some(T0 + Duration::minutes(30)));
-        assert_eq!(record(Some(90), Some(60)).expires_at(), Some(T0 + Duration::minutes(60)));
-        assert_eq!(record(None, Some(60)).expires_at(), Some(T0 + Duration::minutes(60)));
+        assert_eq!(
+            record(Some(30), Some(60)).expires_at(),
+            Some(T0 + Duration::minutes(30))
+        );
+        assert_eq!(
+            record(Some(90), Some(60)).expires_at(),
+            Some(T0 + Duration::minutes(60))
+        );
+        assert_eq!(
+            record(None, Some(60)).expires_at(),
+            Some(T0 + Duration::minutes(60))
+        );
         assert_eq!(record(None, None).expires_at(), None);
     }
 
@@ -322,7 +342,9 @@ mod tests {
         let r = record(Some(30), None);
         assert!(!r.refresh_due(T0 + Duration::minutes(4), Duration::minutes(5)));
         assert!(r.refresh_due(T0 + Duration::minutes(5), Duration::minutes(5)));
-        assert!(!record(None, Some(60)).refresh_due(T0 + Duration::minutes(50), Duration::minutes(5)));
+        assert!(
+            !record(None, Some(60)).refresh_due(T0 + Duration::minutes(50), Duration::minutes(5))
+        );
     }
 
     #[test]
@@ -335,7 +357,13 @@ mod tests {
     #[test]
     fn remember_me_sets_a_fixed_persistent_deadline() {
         let mut r = record(Some(30), Some(60));
-        r.set_expiry(SessionExpiry::RememberFor(Duration::days(60)), T0, None, None, false);
+        r.set_expiry(
+            SessionExpiry::RememberFor(Duration::days(60)),
+            T0,
+            None,
+            None,
+            false,
+        );
         assert!(r.is_persistent());
         assert_eq!(r.expires_at(), Some(T0 + Duration::days(60)));
         assert!(!r.is_expired(T0 + Duration::minutes(31)));

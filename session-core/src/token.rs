@@ -79,7 +79,12 @@ impl KeyRing {
     ///
     /// [`TokenError`] for anything that is not a token sealed by a key of
     /// this ring for this purpose and context.
-    pub fn open(&self, purpose: Purpose, context: &[u8], token: &str) -> Result<OpenedToken, TokenError> {
+    pub fn open(
+        &self,
+        purpose: Purpose,
+        context: &[u8],
+        token: &str,
+    ) -> Result<OpenedToken, TokenError> {
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| TokenError)?;
         if raw.len() < HEADER_LEN + TAG_LEN || raw[0] != TOKEN_VERSION {
             return Err(TokenError);
@@ -149,8 +154,15 @@ mod tests {
     fn token_for_another_cookie_name_or_purpose_fails() {
         let ring = ring(1);
         let token = ring.seal(Purpose::CookieStore, b"id", b"hello");
-        assert_eq!(ring.open(Purpose::CookieStore, b"other", &token).unwrap_err(), TokenError);
-        assert_eq!(ring.open(Purpose::RedisValue, b"id", &token).unwrap_err(), TokenError);
+        assert_eq!(
+            ring.open(Purpose::CookieStore, b"other", &token)
+                .unwrap_err(),
+            TokenError
+        );
+        assert_eq!(
+            ring.open(Purpose::RedisValue, b"id", &token).unwrap_err(),
+            TokenError
+        );
     }
 
     #[test]
@@ -164,7 +176,12 @@ mod tests {
         assert!(opened.needs_reseal);
 
         let dropped = ring(2);
-        assert_eq!(dropped.open(Purpose::CookieStore, b"id", &token).unwrap_err(), TokenError);
+        assert_eq!(
+            dropped
+                .open(Purpose::CookieStore, b"id", &token)
+                .unwrap_err(),
+            TokenError
+        );
     }
 
     #[test]
@@ -179,10 +196,16 @@ mod tests {
     fn padded_or_garbage_tokens_fail() {
         let ring = ring(1);
         let token = ring.seal(Purpose::CookieStore, b"id", b"x");
-        assert!(ring.open(Purpose::CookieStore, b"id", &format!("{token}=")).is_err());
+        assert!(ring
+            .open(Purpose::CookieStore, b"id", &format!("{token}="))
+            .is_err());
         assert!(ring.open(Purpose::CookieStore, b"id", "").is_err());
-        assert!(ring.open(Purpose::CookieStore, b"id", &"A".repeat(10_000)).is_err());
-        assert!(ring.open(Purpose::CookieStore, b"id", "not base64 !!").is_err());
+        assert!(ring
+            .open(Purpose::CookieStore, b"id", &"A".repeat(10_000))
+            .is_err());
+        assert!(ring
+            .open(Purpose::CookieStore, b"id", "not base64 !!")
+            .is_err());
     }
 
     proptest! {

@@ -114,7 +114,9 @@ impl MemoryStoreBuilder {
                         listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
                     }
                     RemovalCause::Expired => {
-                        listener_counters.expirations.fetch_add(1, Ordering::Relaxed);
+                        listener_counters
+                            .expirations
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     RemovalCause::Explicit | RemovalCause::Replaced => {}
                 })
@@ -218,7 +220,10 @@ impl MemoryStore {
             }
             pool.run_pending_tasks();
         }
-        self.inner.counters.expirations.fetch_add(purged, Ordering::Relaxed);
+        self.inner
+            .counters
+            .expirations
+            .fetch_add(purged, Ordering::Relaxed);
         purged
     }
 
@@ -239,7 +244,9 @@ impl MemoryStore {
     fn lock(&self, id: &SessionId) -> MutexGuard<'_, ()> {
         let bytes = id.as_bytes();
         let index = usize::from(bytes[0]) % STRIPES;
-        self.inner.stripes[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.stripes[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn pool(&self, identity: Option<&str>) -> &Cache<SessionId, Arc<StoredSession>> {
@@ -252,14 +259,20 @@ impl MemoryStore {
 
     /// Returns the live entry for `id` and the pool holding it. Must be
     /// called with the id's stripe locked.
-    fn find(&self, id: &SessionId) -> Option<(Arc<StoredSession>, &Cache<SessionId, Arc<StoredSession>>)> {
+    fn find(
+        &self,
+        id: &SessionId,
+    ) -> Option<(Arc<StoredSession>, &Cache<SessionId, Arc<StoredSession>>)> {
         let now = self.inner.clock.now();
         for pool in [&self.inner.authenticated, &self.inner.anonymous] {
             if let Some(session) = pool.get(id) {
                 if is_expired(&session, now) {
                     pool.remove(id);
                     self.unindex(id, session.identity.as_deref());
-                    self.inner.counters.expirations.fetch_add(1, Ordering::Relaxed);
+                    self.inner
+                        .counters
+                        .expirations
+                        .fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
                 return Some((session, pool));
@@ -269,12 +282,18 @@ impl MemoryStore {
     }
 
     fn identities(&self) -> MutexGuard<'_, HashMap<String, HashSet<SessionId>>> {
-        self.inner.identities.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .identities
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn index(&self, id: &SessionId, identity: Option<&str>) {
         if let Some(identity) = identity {
-            self.identities().entry(identity.to_owned()).or_default().insert(id.clone());
+            self.identities()
+                .entry(identity.to_owned())
+                .or_default()
+                .insert(id.clone());
         }
     }
 
@@ -300,7 +319,9 @@ fn is_expired(session: &StoredSession, now: OffsetDateTime) -> bool {
 impl SessionStore for MemoryStore {
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         let _guard = self.lock(id);
-        Ok(self.find(id).map(|(session, _)| StoredSession::clone(&session)))
+        Ok(self
+            .find(id)
+            .map(|(session, _)| StoredSession::clone(&session)))
     }
 
     async fn create(&self, session: &StoredSession) -> Result<CreateOutcome, StoreError> {
@@ -317,7 +338,11 @@ impl SessionStore for MemoryStore {
         Ok(CreateOutcome::Created)
     }
 
-    async fn save(&self, session: &StoredSession, expected_version: u64) -> Result<SaveOutcome, StoreError> {
+    async fn save(
+        &self,
+        session: &StoredSession,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError> {
         let _guard = self.lock(&session.id);
         let Some((current, pool)) = self.find(&session.id) else {
             return Ok(SaveOutcome::Missing);
@@ -408,13 +433,17 @@ mod tests {
     use crate::ManualClock;
 
     fn store(clock: &ManualClock) -> MemoryStore {
-        MemoryStore::builder().clock(Arc::new(clock.clone())).build()
+        MemoryStore::builder()
+            .clock(Arc::new(clock.clone()))
+            .build()
     }
 
     #[tokio::test]
     async fn memory_store_passes_the_conformance_suite() {
         conformance::run_all(|clock| {
-            let store = MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+            let store = MemoryStore::builder()
+                .clock(Arc::new(clock.clone()))
+                .build();
             async move { store }
         })
         .await;
@@ -432,7 +461,10 @@ mod tests {
         store.create(&user).await.unwrap();
 
         for _ in 0..5_000 {
-            store.create(&conformance::stored(&clock, None, b"cart")).await.unwrap();
+            store
+                .create(&conformance::stored(&clock, None, b"cart"))
+                .await
+                .unwrap();
         }
         let stats = store.stats();
         assert!(stats.live_sessions <= 1_001, "{stats:?}");

@@ -89,7 +89,9 @@ pub enum StoreError {
     #[error("session store circuit breaker is open; the store is not called until it recovers")]
     CircuitOpen,
     /// The store is at capacity and refused a new anonymous session.
-    #[error("session store is full: {capacity} sessions; raise the capacity or lower the idle timeout")]
+    #[error(
+        "session store is full: {capacity} sessions; raise the capacity or lower the idle timeout"
+    )]
     Full {
         /// The configured capacity.
         capacity: u64,
@@ -106,7 +108,10 @@ impl StoreError {
     /// Returns true for failures that say the store is unhealthy
     /// (connection errors and timeouts). Circuit breakers count only these.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. } | StoreError::Timeout { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Timeout { .. }
+        )
     }
 }
 
@@ -132,7 +137,11 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 
     /// Replaces the record if the stored version equals `expected_version`.
     /// `session.version` is the new version.
-    async fn save(&self, session: &StoredSession, expected_version: u64) -> Result<SaveOutcome, StoreError>;
+    async fn save(
+        &self,
+        session: &StoredSession,
+        expected_version: u64,
+    ) -> Result<SaveOutcome, StoreError>;
 
     /// Moves the expiry of a live record without rewriting its payload, if its
     /// version equals `expected_version`.
