@@ -19,6 +19,7 @@ mod binding;
 mod clock;
 mod codec;
 mod config;
+mod cookie;
 mod data;
 mod error;
 mod events;
@@ -32,6 +33,7 @@ mod token;
 pub use binding::{BindingMismatch, BindingPolicy, ClientInfo, Fingerprint, TrustedProxies};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, RecordCodec, DEFAULT_MAX_DECOMPRESSED_BYTES};
+pub use cookie::{find_cookie_values, render_removal_cookie, render_set_cookie};
 pub use config::{
     Binding, ConfigError, CookieLifetime, CookieOptions, CookiePrefix, SameSite, SessionConfig,
     SessionConfigBuilder,
