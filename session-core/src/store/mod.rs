@@ -67,7 +67,7 @@ pub enum SaveOutcome {
 
 /// A failure of the store itself. "Not found" is never an error: it is
 /// `Ok(None)` from [`SessionStore::load`].
-#[derive(Debug, Error)]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store could not be reached or the connection broke.
@@ -160,4 +160,10 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes every session of one identity and returns how many were deleted.
     async fn delete_by_identity(&self, identity: &str) -> Result<usize, StoreError>;
+
+    /// Stops background work (subscribers, cleanup tasks) and waits for it to
+    /// finish. Called once at application shutdown; the default does nothing.
+    async fn shutdown(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -1,0 +1,4 @@
+//! Extractors.
+
+pub(crate) mod current;
+pub(crate) mod flash;

@@ -1,0 +1,555 @@
+//! The per-request session state, owned by the request's extensions.
+//!
+//! Nothing here is shared between requests: each request gets its own
+//! handle, loads lazily on the first extractor, and is finished by the layer
+//! after the handler returns.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use session_core::{
+    dispatch_event, find_cookie_values, render_removal_cookie, render_set_cookie, BindingPolicy, ClientInfo,
+    CookieLifetime, CreateOutcome, FlashState, SaveOutcome, SessionData, SessionEvent, SessionEventKind,
+    SessionExpiry, SessionId, SessionRecord, StoreError,
+};
+use time::OffsetDateTime;
+use tokio::sync::{OnceCell, OwnedMutexGuard};
+
+use crate::layer::{Backend, Shared, StoreFailureMode};
+use crate::rejection::SessionRejection;
+
+/// How many fresh ids to try when `create` reports the id as taken.
+const CREATE_ATTEMPTS: usize = 3;
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The type-erased view of a handle, stored in the request extensions so
+/// that `Flash` works without knowing the session type.
+pub(crate) trait ErasedHandle: Send + Sync + 'static {
+    fn ensure_loaded<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<(), SessionRejection>>;
+    fn with_flash(&self, f: &mut dyn FnMut(&mut FlashState));
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// The extension inserted by the layer.
+#[derive(Clone)]
+pub(crate) struct HandleExtension(pub(crate) Arc<dyn ErasedHandle>);
+
+pub(crate) struct SessionHandle<T: SessionData> {
+    shared: Arc<Shared<T>>,
+    loaded: OnceCell<Result<(), SessionRejection>>,
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    /// The session as this request sees it: loaded, or created in memory by
+    /// a write. `None` means anonymous with nothing to store.
+    record: Option<SessionRecord<T>>,
+    /// Id and version of the stored record `record` was loaded from.
+    stored: Option<(SessionId, u64)>,
+    /// A stored record that `destroy` asked to delete.
+    to_delete: Option<SessionId>,
+    flash: FlashState,
+    data_changed: bool,
+    expiry_changed: bool,
+    regenerate: bool,
+    /// The client sent a session cookie that led to no session: invalid,
+    /// unknown or expired. Answered with a removal cookie.
+    stale_cookie: bool,
+    /// Fail-open mode after a store failure: nothing is written back.
+    degraded: bool,
+    /// A retired key opened the cookie; it is re-issued under the current key.
+    reissue_cookie: bool,
+    client: Option<ClientInfo>,
+    _lock: Option<OwnedMutexGuard<()>>,
+}
+
+impl<T> Default for State<T> {
+    fn default() -> Self {
+        Self {
+            record: None,
+            stored: None,
+            to_delete: None,
+            flash: FlashState::default(),
+            data_changed: false,
+            expiry_changed: false,
+            regenerate: false,
+            stale_cookie: false,
+            degraded: false,
+            reissue_cookie: false,
+            client: None,
+            _lock: None,
+        }
+    }
+}
+
+impl<T: SessionData> SessionHandle<T> {
+    pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
+        Self {
+            shared,
+            loaded: OnceCell::new(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn event(&self, kind: SessionEventKind, id: Option<&SessionId>, previous: Option<&SessionId>) {
+        let keys = self.shared.config.keys();
+        let event = SessionEvent {
+            kind,
+            digest: id.map(|id| id.digest(keys)),
+            previous: previous.map(|id| id.digest(keys)),
+        };
+        dispatch_event(self.shared.config.events(), &event);
+    }
+
+    /// Loads the session once per request; later calls return the first result.
+    pub(crate) async fn load(&self, parts: &Parts) -> Result<(), SessionRejection> {
+        let outcome = self.loaded.get_or_init(|| self.load_uncached(parts)).await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(rejection) => Err(clone_rejection(rejection)),
+        }
+    }
+
+    async fn load_uncached(&self, parts: &Parts) -> Result<(), SessionRejection> {
+        let config = &self.shared.config;
+        let client = config.binding().is_enabled().then(|| client_info(config, parts));
+        let values = find_cookie_values(
+            parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()),
+            config.cookie().name(),
+        );
+        let mut state = State {
+            client,
+            ..State::default()
+        };
+        if values.is_empty() {
+            *self.state() = state;
+            return Ok(());
+        }
+
+        let loaded = match &self.shared.backend {
+            Backend::Server(_) => self.load_from_server(&values, &mut state).await,
+        };
+        match loaded {
+            Ok(Some(record)) => {
+                state.flash = FlashState::from_pending(record.flash.clone());
+                state.record = Some(record);
+            }
+            Ok(None) => state.stale_cookie = true,
+            Err(error) => match self.shared.failure_mode {
+                StoreFailureMode::Reject => {
+                    metrics::counter!("session_store_errors_total", "operation" => "load").increment(1);
+                    return Err(SessionRejection::StoreUnavailable(error));
+                }
+                StoreFailureMode::ServeAnonymous => {
+                    tracing::error!(%error, "session store failed; serving the request as anonymous, nothing will be written");
+                    metrics::counter!("session_store_errors_total", "operation" => "load").increment(1);
+                    state.degraded = true;
+                }
+            },
+        }
+        *self.state() = state;
+        Ok(())
+    }
+
+    async fn load_from_server(
+        &self,
+        values: &[&str],
+        state: &mut State<T>,
+    ) -> Result<Option<SessionRecord<T>>, StoreError> {
+        let Backend::Server(store) = &self.shared.backend;
+        let config = &self.shared.config;
+        let name = config.cookie().name();
+
+        // The signature is checked before any store call, so forged or
+        // malformed values never reach the store.
+        let Some(id) = values
+            .iter()
+            .find_map(|value| SessionId::from_cookie_value(config.keys(), name, value))
+        else {
+            tracing::warn!("session cookie failed the signature check; treating the request as anonymous");
+            metrics::counter!("session_cookies_rejected_total", "reason" => "signature").increment(1);
+            self.event(SessionEventKind::Tampered, None, None);
+            return Ok(None);
+        };
+
+        let Some(guard) = self.shared.locks.acquire(&id, self.shared.lock_timeout).await else {
+            return Err(StoreError::Timeout {
+                operation: "session lock",
+                after_ms: self.shared.lock_timeout.as_millis() as u64,
+            });
+        };
+        state._lock = Some(guard);
+
+        let started = Instant::now();
+        let stored = store.load(&id).await?;
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "session store load");
+        let Some(stored) = stored else {
+            tracing::debug!(digest = %id.digest(config.keys()), "session id is unknown or expired in the store");
+            self.event(SessionEventKind::UnknownId, Some(&id), None);
+            return Ok(None);
+        };
+        let version = stored.version;
+
+        let record = match SessionRecord::<T>::from_stored(stored, config.codec()) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(%error, digest = %id.digest(config.keys()), "stored session record could not be decoded; treating it as absent");
+                metrics::counter!("session_records_undecodable_total").increment(1);
+                return Ok(None);
+            }
+        };
+
+        if record.is_expired(config.clock().now()) {
+            tracing::debug!(digest = %id.digest(config.keys()), "session expired");
+            metrics::counter!("session_expired_total").increment(1);
+            self.event(SessionEventKind::Expired, Some(&id), None);
+            return Ok(None);
+        }
+
+        if let (Some(bound), Some(client)) = (record.binding(), state.client.as_ref()) {
+            if let Some(current) = config.fingerprint(client) {
+                let mismatch = bound.compare(&current);
+                if mismatch.any() {
+                    metrics::counter!("session_binding_mismatches_total").increment(1);
+                    self.event(SessionEventKind::BindingMismatch, Some(&id), None);
+                    if config.binding().policy == BindingPolicy::Strict {
+                        tracing::warn!(ip = mismatch.ip, user_agent = mismatch.user_agent, digest = %id.digest(config.keys()), "client does not match the session binding; destroying the session");
+                        store.delete(&id).await?;
+                        self.event(SessionEventKind::Destroyed, Some(&id), None);
+                        return Ok(None);
+                    }
+                    tracing::warn!(ip = mismatch.ip, user_agent = mismatch.user_agent, digest = %id.digest(config.keys()), "client does not match the session binding; serving it (detect policy)");
+                }
+            }
+        }
+
+        metrics::counter!("session_loaded_total").increment(1);
+        self.event(SessionEventKind::Loaded, Some(&id), None);
+        state.stored = Some((id, version));
+        Ok(Some(record))
+    }
+
+    /// Runs `f` on the data, read-only.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        let state = self.state();
+        f(state.record.as_ref().map(|record| &record.data))
+    }
+
+    /// Runs `f` on the data, creating an in-memory session if there is none,
+    /// and marks it changed.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut state = self.state();
+        let state = &mut *state;
+        if state.degraded {
+            tracing::warn!("session store is unavailable; this change will not be saved");
+        }
+        let record = self.record_mut(state);
+        let result = f(&mut record.data);
+        state.data_changed = true;
+        result
+    }
+
+    fn record_mut<'s>(&self, state: &'s mut State<T>) -> &'s mut SessionRecord<T> {
+        let config = &self.shared.config;
+        state.record.get_or_insert_with(|| {
+            SessionRecord::new(
+                config.ids().generate(),
+                T::default(),
+                config.clock().now(),
+                config.idle_timeout(),
+                config.absolute_lifetime(),
+                config.cookie().lifetime() == CookieLifetime::Persistent,
+            )
+        })
+    }
+
+    pub(crate) fn regenerate(&self) {
+        let mut state = self.state();
+        if state.record.is_some() {
+            state.regenerate = true;
+        }
+    }
+
+    pub(crate) fn destroy(&self) {
+        let mut state = self.state();
+        if let Some((id, _)) = state.stored.take() {
+            state.to_delete = Some(id);
+        }
+        state.record = None;
+        state.flash = FlashState::default();
+        state.data_changed = false;
+        state.expiry_changed = false;
+        state.regenerate = false;
+    }
+
+    pub(crate) fn set_expiry(&self, expiry: SessionExpiry) {
+        let config = &self.shared.config;
+        let mut state = self.state();
+        let state = &mut *state;
+        let now = config.clock().now();
+        let record = self.record_mut(state);
+        record.set_expiry(
+            expiry,
+            now,
+            config.idle_timeout(),
+            config.absolute_lifetime(),
+            config.cookie().lifetime() == CookieLifetime::Persistent,
+        );
+        state.expiry_changed = true;
+    }
+
+    /// Saves what the request changed and decorates the response. Runs after
+    /// the handler and before the response head leaves the server.
+    pub(crate) async fn finish(&self, mut response: Response) -> Response {
+        if self.loaded.get().is_none() {
+            return response;
+        }
+        let state = std::mem::take(&mut *self.state());
+        if state.degraded {
+            return response;
+        }
+        match self.persist(state).await {
+            Ok(Some(set_cookie)) => {
+                append_set_cookie(response.headers_mut(), set_cookie);
+                response
+            }
+            Ok(None) => response,
+            Err(rejection) => rejection.into_response(),
+        }
+    }
+
+    /// Writes the state back and returns the `Set-Cookie` value to send.
+    async fn persist(&self, mut state: State<T>) -> Result<Option<String>, SessionRejection> {
+        let Backend::Server(store) = &self.shared.backend;
+        let config = &self.shared.config;
+        let now = config.clock().now();
+        let mut set_cookie = None;
+
+        if let Some(old) = state.to_delete.take() {
+            store.delete(&old).await.map_err(|error| store_failed("delete", error))?;
+            metrics::counter!("session_destroyed_total").increment(1);
+            self.event(SessionEventKind::Destroyed, Some(&old), None);
+            set_cookie = Some(render_removal_cookie(config.cookie()));
+        }
+
+        let Some(mut record) = state.record.take() else {
+            if state.stale_cookie && set_cookie.is_none() {
+                set_cookie = Some(render_removal_cookie(config.cookie()));
+            }
+            return Ok(set_cookie);
+        };
+        let flash_modified = state.flash.is_modified();
+        record.flash = std::mem::take(&mut state.flash).into_pending();
+
+        match state.stored.take() {
+            None => {
+                if !(state.data_changed || flash_modified || state.expiry_changed) {
+                    return Ok(set_cookie);
+                }
+                record.mark_seen(now);
+                if let Some(client) = &state.client {
+                    record.set_binding(config.fingerprint(client));
+                }
+                self.create(&mut record).await?;
+                metrics::counter!("session_created_total").increment(1);
+                self.event(SessionEventKind::Started, Some(record.id()), None);
+                Ok(Some(self.cookie_for(&record, now)))
+            }
+            Some((old_id, _)) if state.regenerate => {
+                record.mark_seen(now);
+                let new_id = config.ids().generate();
+                record.set_id(new_id);
+                self.create(&mut record).await?;
+
+                // The old id goes only once the new record is stored. If the
+                // delete fails, the new record is dropped again so that the
+                // old id is not left valid beside the new one.
+                if let Err(error) = store.delete(&old_id).await {
+                    if let Err(cleanup) = store.delete(record.id()).await {
+                        tracing::error!(error = %cleanup, "could not remove the new session after a failed regeneration");
+                    }
+                    return Err(store_failed("delete", error));
+                }
+                metrics::counter!("session_regenerated_total").increment(1);
+                self.event(SessionEventKind::Regenerated, Some(record.id()), Some(&old_id));
+                Ok(Some(self.cookie_for(&record, now)))
+            }
+            Some((id, version)) if state.data_changed || flash_modified || state.expiry_changed => {
+                record.mark_seen(now);
+                let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
+                let outcome = store.save(&stored, version).await.map_err(|error| store_failed("save", error))?;
+                match outcome {
+                    SaveOutcome::Saved => {
+                        record.committed(stored.version);
+                        metrics::counter!("session_saved_total").increment(1);
+                        self.event(SessionEventKind::Saved, Some(&id), None);
+                        if record.is_persistent() || state.expiry_changed || state.reissue_cookie {
+                            return Ok(Some(self.cookie_for(&record, now)));
+                        }
+                        Ok(set_cookie)
+                    }
+                    SaveOutcome::Conflict => {
+                        metrics::counter!("session_conflicts_total").increment(1);
+                        Err(SessionRejection::Conflict)
+                    }
+                    SaveOutcome::Missing => {
+                        // Destroyed or expired while this request ran: never
+                        // bring it back, and send no cookie for it.
+                        tracing::debug!(digest = %id.digest(config.keys()), "session vanished before the save; not recreating it");
+                        Ok(set_cookie)
+                    }
+                }
+            }
+            Some((id, version)) if record.refresh_due(now, config.refresh_interval()) => {
+                record.mark_seen(now);
+                match store.touch(&id, record.expires_at(), version).await {
+                    Ok(SaveOutcome::Saved) if record.is_persistent() => Ok(Some(self.cookie_for(&record, now))),
+                    Ok(_) => Ok(set_cookie),
+                    Err(error) => {
+                        // The read succeeded; a failed slide only shortens
+                        // the session, so the response stands.
+                        tracing::warn!(%error, "session refresh failed; the idle deadline was not extended");
+                        Ok(set_cookie)
+                    }
+                }
+            }
+            Some(_) if state.reissue_cookie => Ok(Some(self.cookie_for(&record, now))),
+            Some(_) => Ok(set_cookie),
+        }
+    }
+
+    /// Stores a new record, drawing a fresh id whenever the id is taken.
+    async fn create(&self, record: &mut SessionRecord<T>) -> Result<(), SessionRejection> {
+        let Backend::Server(store) = &self.shared.backend;
+        let config = &self.shared.config;
+        for attempt in 1..=CREATE_ATTEMPTS {
+            let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
+            match store.create(&stored).await.map_err(|error| store_failed("create", error))? {
+                CreateOutcome::Created => {
+                    record.committed(stored.version);
+                    return Ok(());
+                }
+                CreateOutcome::IdTaken => {
+                    tracing::warn!(attempt, "new session id collided with a live session; drawing another");
+                    record.set_id(config.ids().generate());
+                }
+            }
+        }
+        Err(SessionRejection::Conflict)
+    }
+
+    fn cookie_for(&self, record: &SessionRecord<T>, now: OffsetDateTime) -> String {
+        let config = &self.shared.config;
+        let value = record.id().to_cookie_value(config.keys(), config.cookie().name());
+        let max_age = if record.is_persistent() {
+            record.expires_at().map(|deadline| deadline - now)
+        } else {
+            None
+        };
+        render_set_cookie(config.cookie(), &value, max_age, now)
+    }
+}
+
+impl<T: SessionData> ErasedHandle for SessionHandle<T> {
+    fn ensure_loaded<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<(), SessionRejection>> {
+        Box::pin(self.load(parts))
+    }
+
+    fn with_flash(&self, f: &mut dyn FnMut(&mut FlashState)) {
+        let mut state = self.state();
+        let state = &mut *state;
+        let before = state.flash.clone();
+        f(&mut state.flash);
+        // A flash set on an anonymous request needs a session to live in.
+        if state.flash != before && state.record.is_none() {
+            self.record_mut(state);
+        }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+fn store_failed(operation: &'static str, error: StoreError) -> SessionRejection {
+    metrics::counter!("session_store_errors_total", "operation" => operation).increment(1);
+    SessionRejection::StoreUnavailable(error)
+}
+
+fn encoding_failed(error: session_core::CodecError) -> SessionRejection {
+    match error {
+        session_core::CodecError::TooLarge { claimed, limit } => SessionRejection::TooLarge { size: claimed, limit },
+        other => SessionRejection::Encoding(other.to_string()),
+    }
+}
+
+fn clone_rejection(rejection: &SessionRejection) -> SessionRejection {
+    match rejection {
+        SessionRejection::MissingLayer { type_name } => SessionRejection::MissingLayer { type_name },
+        SessionRejection::StoreUnavailable(error) => SessionRejection::StoreUnavailable(error.clone()),
+        SessionRejection::TooLarge { size, limit } => SessionRejection::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        SessionRejection::Conflict => SessionRejection::Conflict,
+        SessionRejection::Busy => SessionRejection::Busy,
+        SessionRejection::Encoding(message) => SessionRejection::Encoding(message.clone()),
+    }
+}
+
+fn client_info(config: &session_core::SessionConfig, parts: &Parts) -> ClientInfo {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let ip = peer.map(|peer| {
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok());
+        config.trusted_proxies().client_ip(peer, forwarded)
+    });
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    ClientInfo { ip, user_agent }
+}
+
+/// Appends the session cookie, keeping every `Set-Cookie` set by other code,
+/// and keeps shared caches from storing the response.
+fn append_set_cookie(headers: &mut HeaderMap, set_cookie: String) {
+    let Ok(value) = HeaderValue::from_str(&set_cookie) else {
+        tracing::error!("rendered session cookie is not a valid header value; not sending it");
+        return;
+    };
+    headers.append(header::SET_COOKIE, value);
+
+    match headers.get(header::CACHE_CONTROL).and_then(|value| value.to_str().ok()) {
+        None => {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Some(existing) if !existing.contains("no-store") && !existing.contains("private") => {
+            let combined = format!("{existing}, no-cache=\"Set-Cookie\"");
+            if let Ok(value) = HeaderValue::from_str(&combined) {
+                headers.insert(header::CACHE_CONTROL, value);
+            }
+        }
+        Some(_) => {}
+    }
+}

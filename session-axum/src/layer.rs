@@ -1,0 +1,276 @@
+//! `SessionLayer` and the service it wraps around a router.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::response::Response;
+use session_core::{SessionConfig, SessionData, SessionStore, StoreError};
+use tokio::sync::Notify;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::handle::{HandleExtension, SessionHandle};
+use crate::locks::LockTable;
+
+/// What a request gets when the store fails while loading its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StoreFailureMode {
+    /// Reject with 503 and write nothing (default).
+    #[default]
+    Reject,
+    /// Serve the request as anonymous and write nothing back, so the stored
+    /// session is never overwritten. Use it where an outage should degrade
+    /// to "signed out" rather than to errors.
+    ServeAnonymous,
+}
+
+pub(crate) enum Backend {
+    Server(Arc<dyn SessionStore>),
+}
+
+pub(crate) struct Shared<T> {
+    pub(crate) config: SessionConfig,
+    pub(crate) backend: Backend,
+    pub(crate) locks: LockTable,
+    pub(crate) failure_mode: StoreFailureMode,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) in_flight: InFlight,
+    _data: PhantomData<fn() -> T>,
+}
+
+/// Counts requests whose session is being finished, for graceful shutdown.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A tower layer that gives every request a lazily loaded session of type `T`.
+///
+/// - The session cookie's signature is checked before any store call.
+/// - Nothing is loaded until an extractor asks, so routes that never touch
+///   the session cost no store call and send no `Set-Cookie`.
+/// - After the handler, the session is saved only if its data or flash
+///   changed, its id was regenerated, or a sliding refresh is due; the write
+///   finishes before the response is returned.
+/// - Requests of one session on this node are serialised from load to save,
+///   and saves are compare-and-set on the record version across nodes.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use serde::{Deserialize, Serialize};
+/// use session_axum::{CurrentSession, MemoryStore, Session, SessionConfig, SessionLayer};
+///
+/// #[derive(Session, Default, Clone, Serialize, Deserialize)]
+/// struct Visit {
+///     #[session(identity)]
+///     user_id: Option<u64>,
+///     count: u32,
+/// }
+///
+/// async fn count(session: CurrentSession<Visit>) -> String {
+///     let count = session.update(|visit| {
+///         visit.count += 1;
+///         visit.count
+///     });
+///     format!("visit {count}")
+/// }
+///
+/// let config = SessionConfig::development([42u8; 32]).build().unwrap();
+/// let app: Router = Router::new()
+///     .route("/", get(count))
+///     .layer(SessionLayer::<Visit>::new(MemoryStore::default(), config));
+/// ```
+pub struct SessionLayer<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for SessionLayer<T> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SessionLayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("config", &self.shared.config)
+            .field("failure_mode", &self.shared.failure_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: SessionData> SessionLayer<T> {
+    /// Creates a layer over a server-side store.
+    pub fn new(store: impl SessionStore, config: SessionConfig) -> Self {
+        Self::from_backend(Backend::Server(Arc::new(store)), config)
+    }
+
+    /// Creates a layer over a shared store handle.
+    pub fn from_shared_store(store: Arc<dyn SessionStore>, config: SessionConfig) -> Self {
+        Self::from_backend(Backend::Server(store), config)
+    }
+
+    fn from_backend(backend: Backend, config: SessionConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                backend,
+                locks: LockTable::default(),
+                failure_mode: StoreFailureMode::Reject,
+                lock_timeout: Duration::from_secs(10),
+                in_flight: InFlight::default(),
+                _data: PhantomData,
+            }),
+        }
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared<T> {
+        Arc::get_mut(&mut self.shared).expect("SessionLayer settings are changed before the layer is cloned")
+    }
+
+    /// Sets what happens when the store fails while loading (default
+    /// [`StoreFailureMode::Reject`]).
+    ///
+    /// # Panics
+    ///
+    /// When called after the layer was cloned.
+    pub fn on_store_failure(mut self, mode: StoreFailureMode) -> Self {
+        self.shared_mut().failure_mode = mode;
+        self
+    }
+
+    /// Sets how long a request waits for another request of the same session
+    /// on this node before it is rejected with 503 (default 10 seconds).
+    ///
+    /// # Panics
+    ///
+    /// When called after the layer was cloned.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.shared_mut().lock_timeout = timeout;
+        self
+    }
+
+    /// Returns the configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
+        &self.shared
+    }
+
+    /// Waits until no request is saving its session, then shuts the store
+    /// down. Call it after `axum::serve(..).with_graceful_shutdown(..)`
+    /// returns, so that the last writes and the store's background tasks
+    /// finish before the process exits.
+    ///
+    /// # Errors
+    ///
+    /// The store's error if its shutdown fails.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.shared.in_flight.wait_idle().await;
+        match &self.shared.backend {
+            Backend::Server(store) => store.shutdown().await,
+        }
+    }
+}
+
+impl<S, T: SessionData> Layer<S> for SessionLayer<T> {
+    type Service = SessionService<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service produced by [`SessionLayer`].
+pub struct SessionService<S, T> {
+    inner: S,
+    shared: Arc<Shared<T>>,
+}
+
+impl<S: Clone, T> Clone for SessionService<S, T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, T> fmt::Debug for SessionService<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, T> Service<Request> for SessionService<S, T>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    T: SessionData,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let handle = Arc::new(SessionHandle::new(self.shared.clone()));
+        request.extensions_mut().insert(HandleExtension(handle.clone()));
+
+        // Take the service that was driven to readiness, leave a clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let _in_flight = shared.in_flight.enter();
+            let response = inner.call(request).await?;
+            Ok(handle.finish(response).await)
+        })
+    }
+}
