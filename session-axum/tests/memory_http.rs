@@ -29,3 +29,45 @@ impl StoreFactory for MemoryFactory {
 }
 
 http_cases!(MemoryFactory);
+
+/// B25: expired sessions are rejected before cleanup and purged by it.
+#[tokio::test]
+async fn expired_memory_sessions_are_rejected_then_purged() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+    let h = support::Harness::with_store(store.clone(), clock.clone(), |b| {
+        b.idle_timeout(Some(time::Duration::seconds(1)))
+            .refresh_interval(time::Duration::milliseconds(500))
+    });
+    let mut cookies = Vec::new();
+    for _ in 0..10_000 {
+        cookies.push(h.post("/cart/add?item=x", None).await.cookie());
+    }
+    assert_eq!(store.stats().live_sessions, 10_000);
+
+    clock.advance(time::Duration::seconds(2));
+    assert_eq!(h.get("/cart", Some(&cookies[0])).await.body, "[]");
+
+    store.purge_expired();
+    assert_eq!(store.stats().live_sessions, 0);
+}
+
+/// B65: anonymous churn beyond capacity never pushes out a signed-in user.
+#[tokio::test]
+async fn anonymous_churn_keeps_signed_in_users() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .capacity(1_000)
+        .anonymous_capacity(1_000)
+        .build();
+    let h = support::Harness::with_store(store.clone(), clock, |b| b);
+    let user = h.login("user-a", None).await.cookie();
+    for _ in 0..5_000 {
+        assert_eq!(h.post("/cart/add?item=x", None).await.status, axum::http::StatusCode::NO_CONTENT);
+    }
+    let me = h.get("/me", Some(&user)).await;
+    assert_eq!(me.status, axum::http::StatusCode::OK);
+    assert_eq!(me.body, "user-a");
+    assert!(store.stats().live_sessions <= 1_001, "{:?}", store.stats());
+}

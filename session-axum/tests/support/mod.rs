@@ -108,6 +108,35 @@ impl Harness {
         }
     }
 
+    /// Builds the reference app on a store the test already holds.
+    pub fn with_store(
+        store: impl SessionStore,
+        clock: ManualClock,
+        tweak: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+    ) -> Self {
+        struct NoProbe;
+        impl StoreProbe for NoProbe {
+            fn count(&self) -> BoxFuture<'_, u64> {
+                Box::pin(async { unreachable!("tests built with_store count through their own handle") })
+            }
+        }
+        let builder = SessionConfig::testing(SECRET)
+            .idle_timeout(Some(time::Duration::minutes(30)))
+            .refresh_interval(time::Duration::minutes(1))
+            .clock(clock.clone());
+        let config = tweak(builder).build().expect("valid test configuration");
+        let store: Arc<dyn SessionStore> = Arc::new(store);
+        let layer = SessionLayer::<TestSession>::from_shared_store(store.clone(), config.clone());
+        Self {
+            app: app::router(layer.clone()),
+            layer,
+            clock,
+            store,
+            probe: Arc::new(NoProbe),
+            config,
+        }
+    }
+
     /// Sends a request with an optional `Cookie` header.
     pub async fn send(&self, method: Method, uri: &str, cookie: Option<&str>) -> TestResponse {
         self.send_with(method, uri, cookie, HeaderMap::new(), "").await
