@@ -74,6 +74,34 @@ pub trait SessionEvents: Send + Sync + fmt::Debug + 'static {
     fn on_regenerated(&self, event: &SessionEvent) {
         let _ = event;
     }
+    /// A resilient store retried an operation or its circuit breaker changed
+    /// state.
+    fn on_store_event(&self, event: &StoreEvent) {
+        let _ = event;
+    }
+}
+
+/// What a resilient store did about failures of the store it wraps.
+///
+/// Carries no session id or data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreEvent {
+    /// An operation failed with a connection error or a timeout and is tried
+    /// again.
+    Retry {
+        /// The operation, such as `load`.
+        operation: &'static str,
+        /// The attempt about to start, counting from 1; the first retry is
+        /// attempt 2.
+        attempt: u32,
+    },
+    /// Consecutive failures reached the threshold: calls now fail fast.
+    BreakerOpened,
+    /// The reset timeout passed: the next call is let through as a probe.
+    BreakerHalfOpen,
+    /// A probe succeeded: calls reach the store again.
+    BreakerClosed,
 }
 
 /// The default hook, which does nothing.

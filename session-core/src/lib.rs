@@ -49,6 +49,8 @@ pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
 pub use record::{SessionExpiry, SessionRecord};
 pub use store::memory::{MemoryStore, MemoryStoreStats};
 pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
+pub use store::resilient::{BreakerState, ResilientStore, ResilientStoreBuilder, RetryPolicy};
+pub use events::StoreEvent;
 pub use token::{OpenedToken, TokenError};
 
 #[cfg(feature = "test-suite")]

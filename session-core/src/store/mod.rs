@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::SessionId;
 
 pub(crate) mod memory;
+pub(crate) mod resilient;
 
 /// A session as a server-side store holds it: the encoded record plus the
 /// metadata the store needs to index and expire it.
