@@ -1,0 +1,12 @@
+use serde::{Deserialize, Serialize};
+use session_derive::Session;
+
+#[derive(Session, Default, Clone, Serialize, Deserialize)]
+struct UserSession {
+    #[session(identity)]
+    user_id: Option<i64>,
+    #[session(identity)]
+    email: Option<String>,
+}
+
+fn main() {}
