@@ -47,6 +47,7 @@ pub use flash::{FlashLevel, FlashMessage, FlashState};
 pub use id::{IdDigest, IdGenerator, RandomIdGenerator, SessionId, SESSION_ID_ENCODED_LEN};
 pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
 pub use record::{SessionExpiry, SessionRecord};
+pub use store::cookie::{CookieStore, CookieStoreError, LoadedCookie, DEFAULT_COOKIE_BUDGET};
 pub use store::memory::{MemoryStore, MemoryStoreStats};
 pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
 pub use store::resilient::{BreakerState, ResilientStore, ResilientStoreBuilder, RetryPolicy};

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::SessionId;
 
+pub(crate) mod cookie;
 pub(crate) mod memory;
 pub(crate) mod resilient;
 
