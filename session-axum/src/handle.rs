@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use session_core::{
-    dispatch_event, find_cookie_values, render_removal_cookie, render_set_cookie, BindingPolicy, ClientInfo,
+    dispatch_event, find_cookie_values, CookieStoreError, render_removal_cookie, render_set_cookie, BindingPolicy, ClientInfo,
     CookieLifetime, CreateOutcome, FlashState, SaveOutcome, SessionData, SessionEvent, SessionEventKind,
     SessionExpiry, SessionId, SessionRecord, StoreError,
 };
@@ -55,8 +55,9 @@ struct State<T> {
     record: Option<SessionRecord<T>>,
     /// Id and version of the stored record `record` was loaded from.
     stored: Option<(SessionId, u64)>,
-    /// A stored record that `destroy` asked to delete.
-    to_delete: Option<SessionId>,
+    /// A stored record that `destroy` asked to delete (server stores) or
+    /// revoke (cookie store).
+    to_delete: Option<SessionRecord<T>>,
     flash: FlashState,
     data_changed: bool,
     expiry_changed: bool,
@@ -141,6 +142,7 @@ impl<T: SessionData> SessionHandle<T> {
 
         let loaded = match &self.shared.backend {
             Backend::Server(_) => self.load_from_server(&values, &mut state).await,
+            Backend::Cookie(_) => self.load_from_cookie(&values, &mut state).await,
         };
         match loaded {
             Ok(Some(record)) => {
@@ -164,12 +166,67 @@ impl<T: SessionData> SessionHandle<T> {
         Ok(())
     }
 
+    async fn load_from_cookie(
+        &self,
+        values: &[&str],
+        state: &mut State<T>,
+    ) -> Result<Option<SessionRecord<T>>, StoreError> {
+        let Backend::Cookie(store) = &self.shared.backend else {
+            unreachable!("load_from_cookie is called for the cookie backend only");
+        };
+        for value in values {
+            let Some(loaded) = store.load::<T>(value).await? else {
+                continue;
+            };
+            let id = loaded.record.id().clone();
+            if !self.binding_holds(&loaded.record, &id, state) {
+                // Strict binding: revoke so that copies die too.
+                store.revoke(&loaded.record).await?;
+                self.event(SessionEventKind::Destroyed, Some(&id), None);
+                return Ok(None);
+            }
+            metrics::counter!("session_loaded_total").increment(1);
+            self.event(SessionEventKind::Loaded, Some(&id), None);
+            state.reissue_cookie = loaded.needs_reseal;
+            state.stored = Some((id, loaded.record.version()));
+            return Ok(Some(loaded.record));
+        }
+        self.event(SessionEventKind::Tampered, None, None);
+        Ok(None)
+    }
+
+    /// Checks the client against the record's binding fingerprint. Returns
+    /// false when the session must be dropped (strict policy and a mismatch).
+    fn binding_holds(&self, record: &SessionRecord<T>, id: &SessionId, state: &State<T>) -> bool {
+        let config = &self.shared.config;
+        let (Some(bound), Some(client)) = (record.binding(), state.client.as_ref()) else {
+            return true;
+        };
+        let Some(current) = config.fingerprint(client) else {
+            return true;
+        };
+        let mismatch = bound.compare(&current);
+        if !mismatch.any() {
+            return true;
+        }
+        metrics::counter!("session_binding_mismatches_total").increment(1);
+        self.event(SessionEventKind::BindingMismatch, Some(id), None);
+        if config.binding().policy == BindingPolicy::Strict {
+            tracing::warn!(ip = mismatch.ip, user_agent = mismatch.user_agent, digest = %id.digest(config.keys()), "client does not match the session binding; destroying the session");
+            return false;
+        }
+        tracing::warn!(ip = mismatch.ip, user_agent = mismatch.user_agent, digest = %id.digest(config.keys()), "client does not match the session binding; serving it (detect policy)");
+        true
+    }
+
     async fn load_from_server(
         &self,
         values: &[&str],
         state: &mut State<T>,
     ) -> Result<Option<SessionRecord<T>>, StoreError> {
-        let Backend::Server(store) = &self.shared.backend;
+        let Backend::Server(store) = &self.shared.backend else {
+            unreachable!("load_from_server is called for server stores only");
+        };
         let config = &self.shared.config;
         let name = config.cookie().name();
 
@@ -219,21 +276,10 @@ impl<T: SessionData> SessionHandle<T> {
             return Ok(None);
         }
 
-        if let (Some(bound), Some(client)) = (record.binding(), state.client.as_ref()) {
-            if let Some(current) = config.fingerprint(client) {
-                let mismatch = bound.compare(&current);
-                if mismatch.any() {
-                    metrics::counter!("session_binding_mismatches_total").increment(1);
-                    self.event(SessionEventKind::BindingMismatch, Some(&id), None);
-                    if config.binding().policy == BindingPolicy::Strict {
-                        tracing::warn!(ip = mismatch.ip, user_agent = mismatch.user_agent, digest = %id.digest(config.keys()), "client does not match the session binding; destroying the session");
-                        store.delete(&id).await?;
-                        self.event(SessionEventKind::Destroyed, Some(&id), None);
-                        return Ok(None);
-                    }
-                    tracing::warn!(ip = mismatch.ip, user_agent = mismatch.user_agent, digest = %id.digest(config.keys()), "client does not match the session binding; serving it (detect policy)");
-                }
-            }
+        if !self.binding_holds(&record, &id, state) {
+            store.delete(&id).await?;
+            self.event(SessionEventKind::Destroyed, Some(&id), None);
+            return Ok(None);
         }
 
         metrics::counter!("session_loaded_total").increment(1);
@@ -285,8 +331,8 @@ impl<T: SessionData> SessionHandle<T> {
 
     pub(crate) fn destroy(&self) {
         let mut state = self.state();
-        if let Some((id, _)) = state.stored.take() {
-            state.to_delete = Some(id);
+        if state.stored.take().is_some() {
+            state.to_delete = state.record.take();
         }
         state.record = None;
         state.flash = FlashState::default();
@@ -333,15 +379,14 @@ impl<T: SessionData> SessionHandle<T> {
 
     /// Writes the state back and returns the `Set-Cookie` value to send.
     async fn persist(&self, mut state: State<T>) -> Result<Option<String>, SessionRejection> {
-        let Backend::Server(store) = &self.shared.backend;
         let config = &self.shared.config;
         let now = config.clock().now();
         let mut set_cookie = None;
 
         if let Some(old) = state.to_delete.take() {
-            store.delete(&old).await.map_err(|error| store_failed("delete", error))?;
+            self.remove(&old).await?;
             metrics::counter!("session_destroyed_total").increment(1);
-            self.event(SessionEventKind::Destroyed, Some(&old), None);
+            self.event(SessionEventKind::Destroyed, Some(old.id()), None);
             set_cookie = Some(render_removal_cookie(config.cookie()));
         }
 
@@ -353,94 +398,78 @@ impl<T: SessionData> SessionHandle<T> {
         };
         let flash_modified = state.flash.is_modified();
         record.flash = std::mem::take(&mut state.flash).into_pending();
+        let changed = state.data_changed || flash_modified || state.expiry_changed;
 
         match state.stored.take() {
             None => {
-                if !(state.data_changed || flash_modified || state.expiry_changed) {
+                if !changed {
                     return Ok(set_cookie);
                 }
                 record.mark_seen(now);
                 if let Some(client) = &state.client {
                     record.set_binding(config.fingerprint(client));
                 }
-                self.create(&mut record).await?;
+                let cookie = self.insert(&mut record, now).await?;
                 metrics::counter!("session_created_total").increment(1);
                 self.event(SessionEventKind::Started, Some(record.id()), None);
-                Ok(Some(self.cookie_for(&record, now)))
+                Ok(Some(cookie))
             }
             Some((old_id, _)) if state.regenerate => {
+                let old = record.clone();
                 record.mark_seen(now);
-                let new_id = config.ids().generate();
-                record.set_id(new_id);
-                self.create(&mut record).await?;
+                record.set_id(config.ids().generate());
+                let cookie = self.insert(&mut record, now).await?;
 
-                // The old id goes only once the new record is stored. If the
-                // delete fails, the new record is dropped again so that the
-                // old id is not left valid beside the new one.
-                if let Err(error) = store.delete(&old_id).await {
-                    if let Err(cleanup) = store.delete(record.id()).await {
+                // The old id goes only once the new record is stored. If
+                // that fails, the new record is dropped again so that the old
+                // id is not left valid beside the new one.
+                if let Err(rejection) = self.remove(&old).await {
+                    if let Err(cleanup) = self.remove(&record).await {
                         tracing::error!(error = %cleanup, "could not remove the new session after a failed regeneration");
                     }
-                    return Err(store_failed("delete", error));
+                    return Err(rejection);
                 }
                 metrics::counter!("session_regenerated_total").increment(1);
                 self.event(SessionEventKind::Regenerated, Some(record.id()), Some(&old_id));
-                Ok(Some(self.cookie_for(&record, now)))
+                Ok(Some(cookie))
             }
-            Some((id, version)) if state.data_changed || flash_modified || state.expiry_changed => {
+            Some((id, version)) if changed => {
                 record.mark_seen(now);
-                let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
-                let outcome = store.save(&stored, version).await.map_err(|error| store_failed("save", error))?;
-                match outcome {
-                    SaveOutcome::Saved => {
-                        record.committed(stored.version);
-                        metrics::counter!("session_saved_total").increment(1);
-                        self.event(SessionEventKind::Saved, Some(&id), None);
-                        if record.is_persistent() || state.expiry_changed || state.reissue_cookie {
-                            return Ok(Some(self.cookie_for(&record, now)));
-                        }
-                        Ok(set_cookie)
-                    }
-                    SaveOutcome::Conflict => {
-                        metrics::counter!("session_conflicts_total").increment(1);
-                        Err(SessionRejection::Conflict)
-                    }
-                    SaveOutcome::Missing => {
-                        // Destroyed or expired while this request ran: never
-                        // bring it back, and send no cookie for it.
-                        tracing::debug!(digest = %id.digest(config.keys()), "session vanished before the save; not recreating it");
-                        Ok(set_cookie)
-                    }
+                let cookie = self.write_back(&mut record, &id, version, now).await?;
+                let must_send = record.is_persistent() || state.expiry_changed || state.reissue_cookie;
+                match cookie {
+                    Updated::Server if must_send => Ok(Some(self.cookie_for(&record, now))),
+                    Updated::Server => Ok(set_cookie),
+                    Updated::Cookie(cookie) => Ok(Some(cookie)),
+                    Updated::Vanished => Ok(set_cookie),
                 }
             }
             Some((id, version)) if record.refresh_due(now, config.refresh_interval()) => {
                 record.mark_seen(now);
-                match store.touch(&id, record.expires_at(), version).await {
-                    Ok(SaveOutcome::Saved) if record.is_persistent() => Ok(Some(self.cookie_for(&record, now))),
-                    Ok(_) => Ok(set_cookie),
-                    Err(error) => {
-                        // The read succeeded; a failed slide only shortens
-                        // the session, so the response stands.
-                        tracing::warn!(%error, "session refresh failed; the idle deadline was not extended");
-                        Ok(set_cookie)
-                    }
-                }
+                self.slide(&mut record, &id, version, now).await
             }
-            Some(_) if state.reissue_cookie => Ok(Some(self.cookie_for(&record, now))),
+            Some(_) if state.reissue_cookie => match &self.shared.backend {
+                Backend::Cookie(_) => self.insert(&mut record, now).await.map(Some),
+                Backend::Server(_) => Ok(Some(self.cookie_for(&record, now))),
+            },
             Some(_) => Ok(set_cookie),
         }
     }
 
-    /// Stores a new record, drawing a fresh id whenever the id is taken.
-    async fn create(&self, record: &mut SessionRecord<T>) -> Result<(), SessionRejection> {
-        let Backend::Server(store) = &self.shared.backend;
+    /// Stores a new record and returns its `Set-Cookie` value. Server stores
+    /// draw a fresh id whenever the id is taken.
+    async fn insert(&self, record: &mut SessionRecord<T>, now: OffsetDateTime) -> Result<String, SessionRejection> {
         let config = &self.shared.config;
+        let store = match &self.shared.backend {
+            Backend::Server(store) => store,
+            Backend::Cookie(store) => return store.seal(record, self.max_age(record, now)).map_err(cookie_failed),
+        };
         for attempt in 1..=CREATE_ATTEMPTS {
             let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
             match store.create(&stored).await.map_err(|error| store_failed("create", error))? {
                 CreateOutcome::Created => {
                     record.committed(stored.version);
-                    return Ok(());
+                    return Ok(self.cookie_for(record, now));
                 }
                 CreateOutcome::IdTaken => {
                     tracing::warn!(attempt, "new session id collided with a live session; drawing another");
@@ -451,16 +480,109 @@ impl<T: SessionData> SessionHandle<T> {
         Err(SessionRejection::Conflict)
     }
 
-    fn cookie_for(&self, record: &SessionRecord<T>, now: OffsetDateTime) -> String {
+    /// Writes a changed record with compare-and-set on its version.
+    async fn write_back(
+        &self,
+        record: &mut SessionRecord<T>,
+        id: &SessionId,
+        version: u64,
+        now: OffsetDateTime,
+    ) -> Result<Updated, SessionRejection> {
         let config = &self.shared.config;
-        let value = record.id().to_cookie_value(config.keys(), config.cookie().name());
-        let max_age = if record.is_persistent() {
+        let store = match &self.shared.backend {
+            Backend::Server(store) => store,
+            Backend::Cookie(store) => {
+                let cookie = store.seal(record, self.max_age(record, now)).map_err(cookie_failed)?;
+                metrics::counter!("session_saved_total").increment(1);
+                self.event(SessionEventKind::Saved, Some(id), None);
+                return Ok(Updated::Cookie(cookie));
+            }
+        };
+        let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
+        match store.save(&stored, version).await.map_err(|error| store_failed("save", error))? {
+            SaveOutcome::Saved => {
+                record.committed(stored.version);
+                metrics::counter!("session_saved_total").increment(1);
+                self.event(SessionEventKind::Saved, Some(id), None);
+                Ok(Updated::Server)
+            }
+            SaveOutcome::Conflict => {
+                metrics::counter!("session_conflicts_total").increment(1);
+                Err(SessionRejection::Conflict)
+            }
+            SaveOutcome::Missing => {
+                // Destroyed or expired while this request ran: never bring
+                // it back, and send no cookie for it.
+                tracing::debug!(digest = %id.digest(config.keys()), "session vanished before the save; not recreating it");
+                Ok(Updated::Vanished)
+            }
+        }
+    }
+
+    /// Slides the idle deadline of an unchanged record: a TTL touch on a
+    /// server store, a re-sealed cookie on the cookie store.
+    async fn slide(
+        &self,
+        record: &mut SessionRecord<T>,
+        id: &SessionId,
+        version: u64,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, SessionRejection> {
+        let store = match &self.shared.backend {
+            Backend::Server(store) => store,
+            Backend::Cookie(store) => {
+                // A refresh that does not fit the budget leaves the old
+                // cookie in place, which is still valid.
+                return Ok(store.seal(record, self.max_age(record, now)).ok());
+            }
+        };
+        match store.touch(id, record.expires_at(), version).await {
+            Ok(SaveOutcome::Saved) if record.is_persistent() => Ok(Some(self.cookie_for(record, now))),
+            Ok(_) => Ok(None),
+            Err(error) => {
+                // The read succeeded; a failed slide only shortens the
+                // session, so the response stands.
+                tracing::warn!(%error, "session refresh failed; the idle deadline was not extended");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Deletes a stored record, or revokes a cookie-store session.
+    async fn remove(&self, record: &SessionRecord<T>) -> Result<(), SessionRejection> {
+        match &self.shared.backend {
+            Backend::Server(store) => store
+                .delete(record.id())
+                .await
+                .map(drop)
+                .map_err(|error| store_failed("delete", error)),
+            Backend::Cookie(store) => store.revoke(record).await.map_err(|error| store_failed("revoke", error)),
+        }
+    }
+
+    fn max_age(&self, record: &SessionRecord<T>, now: OffsetDateTime) -> Option<time::Duration> {
+        if record.is_persistent() {
             record.expires_at().map(|deadline| deadline - now)
         } else {
             None
-        };
-        render_set_cookie(config.cookie(), &value, max_age, now)
+        }
     }
+
+    fn cookie_for(&self, record: &SessionRecord<T>, now: OffsetDateTime) -> String {
+        let config = &self.shared.config;
+        let value = record.id().to_cookie_value(config.keys(), config.cookie().name());
+        render_set_cookie(config.cookie(), &value, self.max_age(record, now), now)
+    }
+}
+
+/// What an update did.
+enum Updated {
+    /// Saved to a server store.
+    Server,
+    /// Re-sealed into this cookie.
+    Cookie(String),
+    /// The record was gone; nothing was written.
+    Vanished,
 }
 
 impl<T: SessionData> ErasedHandle for SessionHandle<T> {
@@ -487,6 +609,17 @@ impl<T: SessionData> ErasedHandle for SessionHandle<T> {
 fn store_failed(operation: &'static str, error: StoreError) -> SessionRejection {
     metrics::counter!("session_store_errors_total", "operation" => operation).increment(1);
     SessionRejection::StoreUnavailable(error)
+}
+
+fn cookie_failed(error: CookieStoreError) -> SessionRejection {
+    match error {
+        CookieStoreError::TooLarge { size, limit } => {
+            metrics::counter!("session_oversized_cookies_total").increment(1);
+            SessionRejection::TooLarge { size, limit }
+        }
+        CookieStoreError::Codec(error) => encoding_failed(error),
+        other => SessionRejection::Encoding(other.to_string()),
+    }
 }
 
 fn encoding_failed(error: session_core::CodecError) -> SessionRejection {

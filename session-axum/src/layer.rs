@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
-use session_core::{SessionConfig, SessionData, SessionStore, StoreError};
+use session_core::{CookieStore, SessionConfig, SessionData, SessionStore, StoreError};
 use tokio::sync::Notify;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -34,6 +34,7 @@ pub enum StoreFailureMode {
 
 pub(crate) enum Backend {
     Server(Arc<dyn SessionStore>),
+    Cookie(CookieStore),
 }
 
 pub(crate) struct Shared<T> {
@@ -148,6 +149,17 @@ impl<T: SessionData> SessionLayer<T> {
         Self::from_backend(Backend::Server(store), config)
     }
 
+    /// Creates a layer whose sessions travel in an encrypted cookie, with no
+    /// server-side state.
+    ///
+    /// `config` must be the configuration the `CookieStore` was built with,
+    /// so that both seal and read with the same keys and attributes. The
+    /// store's revocation setting is logged once here.
+    pub fn with_cookie_store(store: CookieStore, config: SessionConfig) -> Self {
+        store.log_statelessness();
+        Self::from_backend(Backend::Cookie(store), config)
+    }
+
     fn from_backend(backend: Backend, config: SessionConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -209,6 +221,7 @@ impl<T: SessionData> SessionLayer<T> {
         self.shared.in_flight.wait_idle().await;
         match &self.shared.backend {
             Backend::Server(store) => store.shutdown().await,
+            Backend::Cookie(_) => Ok(()),
         }
     }
 }

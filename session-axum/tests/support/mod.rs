@@ -108,6 +108,44 @@ impl Harness {
         }
     }
 
+    /// Builds the reference app on the encrypted cookie store, with a memory
+    /// store as its revocation list when `revocations` is true.
+    pub fn with_cookie_store(
+        clock: ManualClock,
+        revocations: bool,
+        tweak: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+        budget: Option<usize>,
+    ) -> Self {
+        let builder = SessionConfig::testing(SECRET)
+            .idle_timeout(Some(time::Duration::minutes(30)))
+            .refresh_interval(time::Duration::minutes(1))
+            .clock(clock.clone());
+        let config = tweak(builder).build().expect("valid test configuration");
+        let revocation_store = session_axum::MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+        let mut cookie_store = session_axum::session_core::CookieStore::new(config.clone());
+        if revocations {
+            cookie_store = cookie_store.revocations(revocation_store.clone());
+        }
+        if let Some(budget) = budget {
+            cookie_store = cookie_store.budget(budget);
+        }
+        struct RevocationProbe(session_axum::MemoryStore);
+        impl StoreProbe for RevocationProbe {
+            fn count(&self) -> BoxFuture<'_, u64> {
+                Box::pin(async move { self.0.stats().live_sessions })
+            }
+        }
+        let layer = SessionLayer::<TestSession>::with_cookie_store(cookie_store, config.clone());
+        Self {
+            app: app::router(layer.clone()),
+            layer,
+            clock,
+            probe: Arc::new(RevocationProbe(revocation_store.clone())),
+            store: Arc::new(revocation_store),
+            config,
+        }
+    }
+
     /// Builds the reference app on a store the test already holds.
     pub fn with_store(
         store: impl SessionStore,
