@@ -22,8 +22,9 @@ use session_core::{
 };
 use time::OffsetDateTime;
 use tokio::sync::{OnceCell, OwnedMutexGuard};
+use tracing::Instrument;
 
-use crate::layer::{Backend, Shared, StoreFailureMode};
+use crate::layer::{Backend, Revalidation, Shared, StoreFailureMode};
 use crate::rejection::SessionRejection;
 
 /// How many fresh ids to try when `create` reports the id as taken.
@@ -117,7 +118,10 @@ impl<T: SessionData> SessionHandle<T> {
 
     /// Loads the session once per request; later calls return the first result.
     pub(crate) async fn load(&self, parts: &Parts) -> Result<(), SessionRejection> {
-        let outcome = self.loaded.get_or_init(|| self.load_uncached(parts)).await;
+        let outcome = self
+            .loaded
+            .get_or_init(|| self.load_uncached(parts).instrument(tracing::debug_span!("session_load")))
+            .await;
         match outcome {
             Ok(()) => Ok(()),
             Err(rejection) => Err(clone_rejection(rejection)),
@@ -148,6 +152,7 @@ impl<T: SessionData> SessionHandle<T> {
             Ok(Some(record)) => {
                 state.flash = FlashState::from_pending(record.flash.clone());
                 state.record = Some(record);
+                self.revalidate(&mut state).await;
             }
             Ok(None) => state.stale_cookie = true,
             Err(error) => match self.shared.failure_mode {
@@ -288,6 +293,35 @@ impl<T: SessionData> SessionHandle<T> {
         Ok(Some(record))
     }
 
+    /// Applies the revalidation hook to a loaded, signed-in session.
+    async fn revalidate(&self, state: &mut State<T>) {
+        let (Some(hook), Some(record)) = (&self.shared.revalidator, state.record.as_mut()) else {
+            return;
+        };
+        if !record.data.is_authenticated() {
+            return;
+        }
+        match hook(&record.data).await {
+            Revalidation::Valid => {}
+            Revalidation::Update(data) => {
+                let gained_role = data.roles().iter().any(|role| !record.data.has_role(role));
+                record.data = data;
+                state.data_changed = true;
+                if gained_role {
+                    state.regenerate = true;
+                }
+            }
+            Revalidation::Invalid => {
+                tracing::info!(digest = %record.id().digest(self.shared.config.keys()), "revalidation ended the session");
+                if state.stored.take().is_some() {
+                    state.to_delete = state.record.take();
+                }
+                state.record = None;
+                state.flash = FlashState::default();
+            }
+        }
+    }
+
     /// Runs `f` on the data, read-only.
     pub(crate) fn read<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         let state = self.state();
@@ -367,7 +401,7 @@ impl<T: SessionData> SessionHandle<T> {
         if state.degraded {
             return response;
         }
-        match self.persist(state).await {
+        match self.persist(state).instrument(tracing::debug_span!("session_save")).await {
             Ok(Some(set_cookie)) => {
                 append_set_cookie(response.headers_mut(), set_cookie);
                 response

@@ -37,6 +37,24 @@ pub(crate) enum Backend {
     Cookie(CookieStore),
 }
 
+/// The verdict of a revalidation hook on a signed-in session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revalidation<T> {
+    /// The session data is still true.
+    Valid,
+    /// The data changed at the source (new roles, a renamed user): replace
+    /// it. When the new data holds a role the old data did not, the session
+    /// id is also regenerated, as for any privilege increase.
+    Update(T),
+    /// The session must end (user deleted or disabled, password changed):
+    /// it is destroyed and the request continues as anonymous.
+    Invalid,
+}
+
+pub(crate) type Revalidator<T> =
+    Arc<dyn Fn(&T) -> Pin<Box<dyn Future<Output = Revalidation<T>> + Send>> + Send + Sync>;
+
 pub(crate) struct Shared<T> {
     pub(crate) config: SessionConfig,
     pub(crate) backend: Backend,
@@ -44,6 +62,7 @@ pub(crate) struct Shared<T> {
     pub(crate) failure_mode: StoreFailureMode,
     pub(crate) lock_timeout: Duration,
     pub(crate) in_flight: InFlight,
+    pub(crate) revalidator: Option<Revalidator<T>>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -169,6 +188,7 @@ impl<T: SessionData> SessionLayer<T> {
                 failure_mode: StoreFailureMode::Reject,
                 lock_timeout: Duration::from_secs(10),
                 in_flight: InFlight::default(),
+                revalidator: None,
                 _data: PhantomData,
             }),
         }
@@ -197,6 +217,64 @@ impl<T: SessionData> SessionLayer<T> {
     /// When called after the layer was cloned.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.shared_mut().lock_timeout = timeout;
+        self
+    }
+
+    /// Re-checks every loaded, signed-in session against the source of
+    /// truth, such as the user table, before the handler sees it (default
+    /// none).
+    ///
+    /// Roles and other facts copied into the session at login go stale when
+    /// they change elsewhere. With a hook, a revoked role is refused on the
+    /// very next request, and a granted role takes effect with a new session
+    /// id. The hook runs once per request that loads a signed-in session, so
+    /// keep it to one cheap lookup.
+    ///
+    /// The closure receives the data and returns a future that owns what it
+    /// needs:
+    ///
+    /// ```
+    /// use std::{collections::HashMap, sync::{Arc, Mutex}};
+    /// use session_axum::{MemoryStore, Revalidation, Session, SessionConfig, SessionLayer};
+    ///
+    /// #[derive(Session, Default, Clone, serde::Serialize, serde::Deserialize)]
+    /// struct UserSession {
+    ///     #[session(identity)]
+    ///     user: Option<String>,
+    ///     #[session(roles)]
+    ///     roles: Vec<String>,
+    /// }
+    ///
+    /// let roles_by_user: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+    /// let config = SessionConfig::development([9u8; 32]).build().unwrap();
+    /// let layer = SessionLayer::<UserSession>::new(MemoryStore::default(), config).revalidate_with(
+    ///     move |session: &UserSession| {
+    ///         let current = session.user.as_ref().and_then(|user| roles_by_user.lock().unwrap().get(user).cloned());
+    ///         let mut updated = session.clone();
+    ///         async move {
+    ///             match current {
+    ///                 None => Revalidation::Invalid,
+    ///                 Some(roles) if roles == updated.roles => Revalidation::Valid,
+    ///                 Some(roles) => {
+    ///                     updated.roles = roles;
+    ///                     Revalidation::Update(updated)
+    ///                 }
+    ///             }
+    ///         }
+    ///     },
+    /// );
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When called after the layer was cloned.
+    pub fn revalidate_with<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(&T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Revalidation<T>> + Send + 'static,
+    {
+        let hook: Revalidator<T> = Arc::new(move |data: &T| Box::pin(hook(data)));
+        self.shared_mut().revalidator = Some(hook);
         self
     }
 

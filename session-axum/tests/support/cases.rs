@@ -60,6 +60,7 @@ macro_rules! http_cases {
             ip_binding_detects_or_destroys,
             user_agent_binding_tolerates_patch_updates,
             undecodable_records_are_treated_as_absent,
+            role_changes_apply_on_the_next_request,
         );
     };
 }
@@ -660,4 +661,32 @@ pub async fn undecodable_records_are_treated_as_absent(factory: &dyn StoreFactor
     assert_eq!(h.get("/public", Some(&s1)).await.status, StatusCode::OK);
     assert!(h.store.load(&id).await.unwrap().is_some(), "the unreadable record is not deleted");
     let _ = SECRET;
+}
+
+/// B70: a revoked role is refused on the next request; a granted one takes
+/// effect with a new session id.
+pub async fn role_changes_apply_on_the_next_request(factory: &dyn StoreFactory) {
+    let h = Harness::new(factory, none).await;
+    let set_roles = |roles: &[&str]| {
+        h.roles
+            .lock()
+            .unwrap()
+            .insert("user-a".to_owned(), roles.iter().map(|r| (*r).to_owned()).collect());
+    };
+    set_roles(&["viewer"]);
+    let c1 = h.login("user-a", None).await.cookie();
+    assert_eq!(h.get("/admin", Some(&c1)).await.status, StatusCode::FORBIDDEN);
+
+    set_roles(&["viewer", "admin"]);
+    let granted = h.get("/admin", Some(&c1)).await;
+    assert_eq!(granted.status, StatusCode::OK);
+    let c2 = granted.cookie();
+    assert_ne!(id_of(&c1), id_of(&c2), "a privilege increase rotates the id");
+    assert_eq!(h.get("/me", Some(&c1)).await.status, StatusCode::UNAUTHORIZED);
+
+    set_roles(&["viewer"]);
+    let revoked = h.get("/admin", Some(&c2)).await;
+    assert_eq!(revoked.status, StatusCode::FORBIDDEN, "the very next request sees the revocation");
+    assert!(revoked.session_cookies().is_empty(), "a loss of privilege needs no new id");
+    assert_eq!(h.get("/me", Some(&c2)).await.body, "user-a");
 }

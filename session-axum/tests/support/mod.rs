@@ -64,8 +64,31 @@ pub fn sid(n: u8) -> SessionId {
     SessionId::from_bytes([n; 32])
 }
 
+/// The roles each user holds at the source of truth, consulted on every
+/// request by the layer's revalidation hook.
+pub type RoleDb = Arc<Mutex<std::collections::HashMap<String, Vec<String>>>>;
+
+/// Adds the revalidation hook that reads roles from `roles`. Users missing
+/// from the table keep their session as it is.
+fn with_revalidation(layer: SessionLayer<TestSession>, roles: RoleDb) -> SessionLayer<TestSession> {
+    layer.revalidate_with(move |session: &TestSession| {
+        let current = session.user.as_ref().and_then(|user| roles.lock().unwrap().get(user).cloned());
+        let mut updated = session.clone();
+        async move {
+            match current {
+                Some(roles) if roles != updated.roles => {
+                    updated.roles = roles;
+                    session_axum::Revalidation::Update(updated)
+                }
+                _ => session_axum::Revalidation::Valid,
+            }
+        }
+    })
+}
+
 /// One case's running app.
 pub struct Harness {
+    pub roles: RoleDb,
     pub app: Router,
     pub layer: SessionLayer<TestSession>,
     pub clock: ManualClock,
@@ -97,8 +120,11 @@ impl Harness {
             .id_generator(ids);
         let config = tweak(builder).build().expect("valid test configuration");
         let (store, probe) = factory.make(clock.clone()).await;
+        let roles = RoleDb::default();
         let layer = SessionLayer::<TestSession>::from_shared_store(store.clone(), config.clone());
+        let layer = with_revalidation(layer, roles.clone());
         Self {
+            roles,
             app: app::router(layer.clone()),
             layer,
             clock,
@@ -135,8 +161,11 @@ impl Harness {
                 Box::pin(async move { self.0.stats().live_sessions })
             }
         }
+        let roles = RoleDb::default();
         let layer = SessionLayer::<TestSession>::with_cookie_store(cookie_store, config.clone());
+        let layer = with_revalidation(layer, roles.clone());
         Self {
+            roles,
             app: app::router(layer.clone()),
             layer,
             clock,
@@ -164,8 +193,11 @@ impl Harness {
             .clock(clock.clone());
         let config = tweak(builder).build().expect("valid test configuration");
         let store: Arc<dyn SessionStore> = Arc::new(store);
+        let roles = RoleDb::default();
         let layer = SessionLayer::<TestSession>::from_shared_store(store.clone(), config.clone());
+        let layer = with_revalidation(layer, roles.clone());
         Self {
+            roles,
             app: app::router(layer.clone()),
             layer,
             clock,
