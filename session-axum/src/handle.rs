@@ -107,6 +107,9 @@ impl<T: SessionData> SessionHandle<T> {
     }
 
     fn event(&self, kind: SessionEventKind, id: Option<&SessionId>, previous: Option<&SessionId>) {
+        if !self.shared.config.events().wants_events() {
+            return;
+        }
         let keys = self.shared.config.keys();
         let event = SessionEvent {
             kind,

@@ -50,6 +50,12 @@ pub struct SessionEvent {
 /// named callbacks mirror the five lifecycle points. Callbacks run inline on
 /// the request path: keep them fast and hand slow work to a task.
 pub trait SessionEvents: Send + Sync + fmt::Debug + 'static {
+    /// Returns false when the hook ignores every session event, so that
+    /// callers can skip computing the id digests. The default is true.
+    fn wants_events(&self) -> bool {
+        true
+    }
+
     /// Called for every event, before the named callback.
     fn on_event(&self, event: &SessionEvent) {
         let _ = event;
@@ -108,7 +114,11 @@ pub enum StoreEvent {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoEvents;
 
-impl SessionEvents for NoEvents {}
+impl SessionEvents for NoEvents {
+    fn wants_events(&self) -> bool {
+        false
+    }
+}
 
 /// Sends `event` to `hook`: `on_event`, then the matching named callback.
 pub fn dispatch(hook: &dyn SessionEvents, event: &SessionEvent) {
