@@ -26,7 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 const IO_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Longest reply line read from the probed port. `+PONG\r\n` is 7 bytes, and Redis
-/// error lines are short, so anything longer is not a Redis.
+/// error lines are short, so a longer first line is treated as "not a Redis".
 const MAX_REPLY_BYTES: usize = 512;
 
 /// PING attempts while a private server starts, `STARTUP_POLL` apart (5 s in total).
@@ -76,7 +76,7 @@ pub(crate) fn parse_ping_reply(bytes: &[u8]) -> Option<PingReply> {
     Some(reply)
 }
 
-/// Why a port on 127.0.0.1 is not a usable Redis.
+/// The reason a port on 127.0.0.1 is not a usable Redis.
 #[derive(Debug)]
 pub(crate) enum ProbeError {
     Connect(io::Error),
@@ -138,7 +138,7 @@ pub(crate) fn ping(port: u16) -> Result<(), ProbeError> {
     }
 }
 
-/// Parses the probe port override; `None` (variable unset) means 6379.
+/// Parses the probe port override. `None` (variable unset) means 6379.
 pub(crate) fn parse_probe_port(value: Option<&str>) -> Result<u16, String> {
     let Some(value) = value else {
         return Ok(DEFAULT_PORT);
@@ -410,7 +410,7 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Why a private redis-server did not start.
+/// A failure to start a private redis-server.
 enum StartError {
     /// The process exited during start-up, for example because another process took
     /// the port first, so trying another port may help.
