@@ -17,7 +17,11 @@ use crate::rejection::{AuthRejection, GuardRejection};
 use crate::CurrentSession;
 
 /// Characters left as they are in the `next` parameter: unreserved ones.
-const NEXT_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const NEXT_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Extracts the session of a signed-in user, or rejects the request.
 ///
@@ -90,7 +94,9 @@ impl<T: SessionData, R: Role> RequireRole<T, R> {
 
 impl<T: SessionData, R: Role> fmt::Debug for RequireRole<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireRole").field("role", &R::NAME).finish_non_exhaustive()
+        f.debug_struct("RequireRole")
+            .field("role", &R::NAME)
+            .finish_non_exhaustive()
     }
 }
 
@@ -161,7 +167,11 @@ struct LoginRedirect {
 impl LoginRedirect {
     fn location_for(&self, target: &str) -> String {
         let next = utf8_percent_encode(target, NEXT_ENCODE);
-        let separator = if self.login_path.contains('?') { '&' } else { '?' };
+        let separator = if self.login_path.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{separator}next={next}", self.login_path)
     }
 }
@@ -235,7 +245,8 @@ impl<S: Service<Request>> Service<Request> for LoginRedirectService<S> {
 /// ```
 pub fn safe_next(next: &str) -> Option<&str> {
     let bytes = next.as_bytes();
-    let starts_with_single_slash = bytes.first() == Some(&b'/') && !matches!(bytes.get(1), Some(b'/' | b'\\'));
+    let starts_with_single_slash =
+        bytes.first() == Some(&b'/') && !matches!(bytes.get(1), Some(b'/' | b'\\'));
     let clean = next
         .chars()
         .all(|c| !c.is_control() && !c.is_whitespace() && c != '\\');
@@ -273,7 +284,10 @@ mod tests {
             login_path: Arc::from("/login"),
         };
         assert_eq!(redirect.location_for("/profile"), "/login?next=%2Fprofile");
-        assert_eq!(redirect.location_for("/a?b=c&d"), "/login?next=%2Fa%3Fb%3Dc%26d");
+        assert_eq!(
+            redirect.location_for("/a?b=c&d"),
+            "/login?next=%2Fa%3Fb%3Dc%26d"
+        );
         let with_query = LoginRedirect {
             login_path: Arc::from("/login?lang=en"),
         };

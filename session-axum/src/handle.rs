@@ -16,9 +16,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use session_core::{
-    dispatch_event, find_cookie_values, CookieStoreError, render_removal_cookie, render_set_cookie, BindingPolicy, ClientInfo,
-    CookieLifetime, CreateOutcome, FlashState, SaveOutcome, SessionData, SessionEvent, SessionEventKind,
-    SessionExpiry, SessionId, SessionRecord, StoreError,
+    dispatch_event, find_cookie_values, render_removal_cookie, render_set_cookie, BindingPolicy,
+    ClientInfo, CookieLifetime, CookieStoreError, CreateOutcome, FlashState, SaveOutcome,
+    SessionData, SessionEvent, SessionEventKind, SessionExpiry, SessionId, SessionRecord,
+    StoreError,
 };
 use time::OffsetDateTime;
 use tokio::sync::{OnceCell, OwnedMutexGuard};
@@ -35,7 +36,8 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The type-erased view of a handle, stored in the request extensions so
 /// that `Flash` works without knowing the session type.
 pub(crate) trait ErasedHandle: Send + Sync + 'static {
-    fn ensure_loaded<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<(), SessionRejection>>;
+    fn ensure_loaded<'a>(&'a self, parts: &'a Parts)
+        -> BoxFuture<'a, Result<(), SessionRejection>>;
     fn with_flash(&self, f: &mut dyn FnMut(&mut FlashState));
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
@@ -103,7 +105,9 @@ impl<T: SessionData> SessionHandle<T> {
     }
 
     fn state(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn event(&self, kind: SessionEventKind, id: Option<&SessionId>, previous: Option<&SessionId>) {
@@ -123,7 +127,10 @@ impl<T: SessionData> SessionHandle<T> {
     pub(crate) async fn load(&self, parts: &Parts) -> Result<(), SessionRejection> {
         let outcome = self
             .loaded
-            .get_or_init(|| self.load_uncached(parts).instrument(tracing::debug_span!("session_load")))
+            .get_or_init(|| {
+                self.load_uncached(parts)
+                    .instrument(tracing::debug_span!("session_load"))
+            })
             .await;
         match outcome {
             Ok(()) => Ok(()),
@@ -133,9 +140,16 @@ impl<T: SessionData> SessionHandle<T> {
 
     async fn load_uncached(&self, parts: &Parts) -> Result<(), SessionRejection> {
         let config = &self.shared.config;
-        let client = config.binding().is_enabled().then(|| client_info(config, parts));
+        let client = config
+            .binding()
+            .is_enabled()
+            .then(|| client_info(config, parts));
         let values = find_cookie_values(
-            parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()),
+            parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
             config.cookie().name(),
         );
         let mut state = State {
@@ -160,12 +174,14 @@ impl<T: SessionData> SessionHandle<T> {
             Ok(None) => state.stale_cookie = true,
             Err(error) => match self.shared.failure_mode {
                 StoreFailureMode::Reject => {
-                    metrics::counter!("session_store_errors_total", "operation" => "load").increment(1);
+                    metrics::counter!("session_store_errors_total", "operation" => "load")
+                        .increment(1);
                     return Err(SessionRejection::StoreUnavailable(error));
                 }
                 StoreFailureMode::ServeAnonymous => {
                     tracing::error!(%error, "session store failed; serving the request as anonymous, nothing will be written");
-                    metrics::counter!("session_store_errors_total", "operation" => "load").increment(1);
+                    metrics::counter!("session_store_errors_total", "operation" => "load")
+                        .increment(1);
                     state.degraded = true;
                 }
             },
@@ -244,13 +260,21 @@ impl<T: SessionData> SessionHandle<T> {
             .iter()
             .find_map(|value| SessionId::from_cookie_value(config.keys(), name, value))
         else {
-            tracing::warn!("session cookie failed the signature check; treating the request as anonymous");
-            metrics::counter!("session_cookies_rejected_total", "reason" => "signature").increment(1);
+            tracing::warn!(
+                "session cookie failed the signature check; treating the request as anonymous"
+            );
+            metrics::counter!("session_cookies_rejected_total", "reason" => "signature")
+                .increment(1);
             self.event(SessionEventKind::Tampered, None, None);
             return Ok(None);
         };
 
-        let Some(guard) = self.shared.locks.acquire(&id, self.shared.lock_timeout).await else {
+        let Some(guard) = self
+            .shared
+            .locks
+            .acquire(&id, self.shared.lock_timeout)
+            .await
+        else {
             return Err(StoreError::Timeout {
                 operation: "session lock",
                 after_ms: self.shared.lock_timeout.as_millis() as u64,
@@ -260,7 +284,10 @@ impl<T: SessionData> SessionHandle<T> {
 
         let started = Instant::now();
         let stored = store.load(&id).await?;
-        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "session store load");
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "session store load"
+        );
         let Some(stored) = stored else {
             tracing::debug!(digest = %id.digest(config.keys()), "session id is unknown or expired in the store");
             self.event(SessionEventKind::UnknownId, Some(&id), None);
@@ -404,7 +431,11 @@ impl<T: SessionData> SessionHandle<T> {
         if state.degraded {
             return response;
         }
-        match self.persist(state).instrument(tracing::debug_span!("session_save")).await {
+        match self
+            .persist(state)
+            .instrument(tracing::debug_span!("session_save"))
+            .await
+        {
             Ok(Some(set_cookie)) => {
                 append_set_cookie(response.headers_mut(), set_cookie);
                 response
@@ -467,13 +498,18 @@ impl<T: SessionData> SessionHandle<T> {
                     return Err(rejection);
                 }
                 metrics::counter!("session_regenerated_total").increment(1);
-                self.event(SessionEventKind::Regenerated, Some(record.id()), Some(&old_id));
+                self.event(
+                    SessionEventKind::Regenerated,
+                    Some(record.id()),
+                    Some(&old_id),
+                );
                 Ok(Some(cookie))
             }
             Some((id, version)) if changed => {
                 record.mark_seen(now);
                 let cookie = self.write_back(&mut record, &id, version, now).await?;
-                let must_send = record.is_persistent() || state.expiry_changed || state.reissue_cookie;
+                let must_send =
+                    record.is_persistent() || state.expiry_changed || state.reissue_cookie;
                 match cookie {
                     Updated::Server if must_send => Ok(Some(self.cookie_for(&record, now))),
                     Updated::Server => Ok(set_cookie),
@@ -495,21 +531,36 @@ impl<T: SessionData> SessionHandle<T> {
 
     /// Stores a new record and returns its `Set-Cookie` value. Server stores
     /// draw a fresh id whenever the id is taken.
-    async fn insert(&self, record: &mut SessionRecord<T>, now: OffsetDateTime) -> Result<String, SessionRejection> {
+    async fn insert(
+        &self,
+        record: &mut SessionRecord<T>,
+        now: OffsetDateTime,
+    ) -> Result<String, SessionRejection> {
         let config = &self.shared.config;
         let store = match &self.shared.backend {
             Backend::Server(store) => store,
-            Backend::Cookie(store) => return store.seal(record, self.max_age(record, now)).map_err(cookie_failed),
+            Backend::Cookie(store) => {
+                return store
+                    .seal(record, self.max_age(record, now))
+                    .map_err(cookie_failed)
+            }
         };
         for attempt in 1..=CREATE_ATTEMPTS {
             let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
-            match store.create(&stored).await.map_err(|error| store_failed("create", error))? {
+            match store
+                .create(&stored)
+                .await
+                .map_err(|error| store_failed("create", error))?
+            {
                 CreateOutcome::Created => {
                     record.committed(stored.version);
                     return Ok(self.cookie_for(record, now));
                 }
                 CreateOutcome::IdTaken => {
-                    tracing::warn!(attempt, "new session id collided with a live session; drawing another");
+                    tracing::warn!(
+                        attempt,
+                        "new session id collided with a live session; drawing another"
+                    );
                     record.set_id(config.ids().generate());
                 }
             }
@@ -529,14 +580,20 @@ impl<T: SessionData> SessionHandle<T> {
         let store = match &self.shared.backend {
             Backend::Server(store) => store,
             Backend::Cookie(store) => {
-                let cookie = store.seal(record, self.max_age(record, now)).map_err(cookie_failed)?;
+                let cookie = store
+                    .seal(record, self.max_age(record, now))
+                    .map_err(cookie_failed)?;
                 metrics::counter!("session_saved_total").increment(1);
                 self.event(SessionEventKind::Saved, Some(id), None);
                 return Ok(Updated::Cookie(cookie));
             }
         };
         let stored = record.to_stored(config.codec()).map_err(encoding_failed)?;
-        match store.save(&stored, version).await.map_err(|error| store_failed("save", error))? {
+        match store
+            .save(&stored, version)
+            .await
+            .map_err(|error| store_failed("save", error))?
+        {
             SaveOutcome::Saved => {
                 record.committed(stored.version);
                 metrics::counter!("session_saved_total").increment(1);
@@ -574,7 +631,9 @@ impl<T: SessionData> SessionHandle<T> {
             }
         };
         match store.touch(id, record.expires_at(), version).await {
-            Ok(SaveOutcome::Saved) if record.is_persistent() => Ok(Some(self.cookie_for(record, now))),
+            Ok(SaveOutcome::Saved) if record.is_persistent() => {
+                Ok(Some(self.cookie_for(record, now)))
+            }
             Ok(_) => Ok(None),
             Err(error) => {
                 // The read succeeded; a failed slide only shortens the
@@ -593,7 +652,10 @@ impl<T: SessionData> SessionHandle<T> {
                 .await
                 .map(drop)
                 .map_err(|error| store_failed("delete", error)),
-            Backend::Cookie(store) => store.revoke(record).await.map_err(|error| store_failed("revoke", error)),
+            Backend::Cookie(store) => store
+                .revoke(record)
+                .await
+                .map_err(|error| store_failed("revoke", error)),
         }
     }
 
@@ -607,7 +669,9 @@ impl<T: SessionData> SessionHandle<T> {
 
     fn cookie_for(&self, record: &SessionRecord<T>, now: OffsetDateTime) -> String {
         let config = &self.shared.config;
-        let value = record.id().to_cookie_value(config.keys(), config.cookie().name());
+        let value = record
+            .id()
+            .to_cookie_value(config.keys(), config.cookie().name());
         render_set_cookie(config.cookie(), &value, self.max_age(record, now), now)
     }
 }
@@ -623,7 +687,10 @@ enum Updated {
 }
 
 impl<T: SessionData> ErasedHandle for SessionHandle<T> {
-    fn ensure_loaded<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<(), SessionRejection>> {
+    fn ensure_loaded<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<(), SessionRejection>> {
         Box::pin(self.load(parts))
     }
 
@@ -661,15 +728,22 @@ fn cookie_failed(error: CookieStoreError) -> SessionRejection {
 
 fn encoding_failed(error: session_core::CodecError) -> SessionRejection {
     match error {
-        session_core::CodecError::TooLarge { claimed, limit } => SessionRejection::TooLarge { size: claimed, limit },
+        session_core::CodecError::TooLarge { claimed, limit } => SessionRejection::TooLarge {
+            size: claimed,
+            limit,
+        },
         other => SessionRejection::Encoding(other.to_string()),
     }
 }
 
 fn clone_rejection(rejection: &SessionRejection) -> SessionRejection {
     match rejection {
-        SessionRejection::MissingLayer { type_name } => SessionRejection::MissingLayer { type_name },
-        SessionRejection::StoreUnavailable(error) => SessionRejection::StoreUnavailable(error.clone()),
+        SessionRejection::MissingLayer { type_name } => {
+            SessionRejection::MissingLayer { type_name }
+        }
+        SessionRejection::StoreUnavailable(error) => {
+            SessionRejection::StoreUnavailable(error.clone())
+        }
         SessionRejection::TooLarge { size, limit } => SessionRejection::TooLarge {
             size: *size,
             limit: *limit,
@@ -710,7 +784,10 @@ fn append_set_cookie(headers: &mut HeaderMap, set_cookie: String) {
     };
     headers.append(header::SET_COOKIE, value);
 
-    match headers.get(header::CACHE_CONTROL).and_then(|value| value.to_str().ok()) {
+    match headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|value| value.to_str().ok())
+    {
         None => {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }

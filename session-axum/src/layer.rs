@@ -195,7 +195,8 @@ impl<T: SessionData> SessionLayer<T> {
     }
 
     fn shared_mut(&mut self) -> &mut Shared<T> {
-        Arc::get_mut(&mut self.shared).expect("SessionLayer settings are changed before the layer is cloned")
+        Arc::get_mut(&mut self.shared)
+            .expect("SessionLayer settings are changed before the layer is cloned")
     }
 
     /// Sets what happens when the store fails while loading (default
@@ -332,7 +333,9 @@ impl<S: Clone, T> Clone for SessionService<S, T> {
 
 impl<S: fmt::Debug, T> fmt::Debug for SessionService<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionService").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -352,7 +355,9 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let handle = Arc::new(SessionHandle::new(self.shared.clone()));
-        request.extensions_mut().insert(HandleExtension(handle.clone()));
+        request
+            .extensions_mut()
+            .insert(HandleExtension(handle.clone()));
 
         // Take the service that was driven to readiness, leave a clone.
         let clone = self.inner.clone();

@@ -69,7 +69,8 @@ pub use rejection::{AuthRejection, GuardRejection, SessionRejection};
 
 pub use session_core;
 pub use session_core::{
-    BindingPolicy, Clock, CookieLifetime, FlashLevel, FlashMessage, ManualClock, MemoryStore, Role, SameSite,
-    SessionConfig, SessionData, SessionEvent, SessionEventKind, SessionEvents, SessionExpiry, SessionStore,
+    BindingPolicy, Clock, CookieLifetime, FlashLevel, FlashMessage, ManualClock, MemoryStore, Role,
+    SameSite, SessionConfig, SessionData, SessionEvent, SessionEventKind, SessionEvents,
+    SessionExpiry, SessionStore,
 };
 pub use session_derive::Session;

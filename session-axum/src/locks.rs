@@ -24,13 +24,20 @@ struct Table {
 
 impl LockTable {
     /// Waits up to `timeout` for the lock of `id`. Returns `None` on timeout.
-    pub(crate) async fn acquire(&self, id: &SessionId, timeout: Duration) -> Option<OwnedMutexGuard<()>> {
+    pub(crate) async fn acquire(
+        &self,
+        id: &SessionId,
+        timeout: Duration,
+    ) -> Option<OwnedMutexGuard<()>> {
         let lock = self.lock_for(id);
         tokio::time::timeout(timeout, lock.lock_owned()).await.ok()
     }
 
     fn lock_for(&self, id: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut table = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut table = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(lock) = table.locks.get(id).and_then(Weak::upgrade) {
             return lock;
         }
@@ -59,8 +66,17 @@ mod tests {
     async fn second_acquire_waits_for_the_first() {
         let table = LockTable::default();
         let id = SessionId::random();
-        let first = table.acquire(&id, Duration::from_secs(1)).await.expect("free lock");
-        assert!(table.acquire(&id, Duration::from_millis(20)).await.is_none(), "held lock times out");
+        let first = table
+            .acquire(&id, Duration::from_secs(1))
+            .await
+            .expect("free lock");
+        assert!(
+            table
+                .acquire(&id, Duration::from_millis(20))
+                .await
+                .is_none(),
+            "held lock times out"
+        );
         drop(first);
         assert!(table.acquire(&id, Duration::from_secs(1)).await.is_some());
     }
@@ -69,7 +85,9 @@ mod tests {
     async fn dead_entries_are_purged() {
         let table = LockTable::default();
         for _ in 0..(PURGE_EVERY * 3) {
-            let guard = table.acquire(&SessionId::random(), Duration::from_secs(1)).await;
+            let guard = table
+                .acquire(&SessionId::random(), Duration::from_secs(1))
+                .await;
             drop(guard);
         }
         assert!(table.len() <= PURGE_EVERY, "{} entries left", table.len());

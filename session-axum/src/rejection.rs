@@ -43,7 +43,9 @@ impl SessionRejection {
             SessionRejection::MissingLayer { .. }
             | SessionRejection::TooLarge { .. }
             | SessionRejection::Encoding(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            SessionRejection::StoreUnavailable(_) | SessionRejection::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            SessionRejection::StoreUnavailable(_) | SessionRejection::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             SessionRejection::Conflict => StatusCode::CONFLICT,
         }
     }
@@ -97,8 +99,12 @@ impl IntoResponse for SessionRejection {
             SessionRejection::MissingLayer { .. } | SessionRejection::Encoding(_) => {
                 tracing::error!(error = %self, "session rejection");
             }
-            SessionRejection::StoreUnavailable(_) => tracing::error!(error = %self, "session rejection"),
-            SessionRejection::TooLarge { .. } | SessionRejection::Conflict | SessionRejection::Busy => {
+            SessionRejection::StoreUnavailable(_) => {
+                tracing::error!(error = %self, "session rejection")
+            }
+            SessionRejection::TooLarge { .. }
+            | SessionRejection::Conflict
+            | SessionRejection::Busy => {
                 tracing::warn!(error = %self, "session rejection");
             }
         }
@@ -132,7 +138,9 @@ impl AuthRejection {
     /// Returns the HTTP status of the rejection.
     pub fn status(&self) -> StatusCode {
         match self {
-            AuthRejection::Unauthenticated { redirect_to: Some(_) } => StatusCode::SEE_OTHER,
+            AuthRejection::Unauthenticated {
+                redirect_to: Some(_),
+            } => StatusCode::SEE_OTHER,
             AuthRejection::Unauthenticated { redirect_to: None } => StatusCode::UNAUTHORIZED,
             AuthRejection::Forbidden { .. } => StatusCode::FORBIDDEN,
         }
@@ -157,7 +165,9 @@ impl IntoResponse for AuthRejection {
             AuthRejection::Unauthenticated {
                 redirect_to: Some(location),
             } => match HeaderValue::from_str(location) {
-                Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+                Ok(location) => {
+                    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+                }
                 Err(_) => (StatusCode::UNAUTHORIZED, "Authentication required").into_response(),
             },
             AuthRejection::Unauthenticated { redirect_to: None } => {

@@ -61,19 +61,30 @@ impl<T: SessionData> SessionLayer<T> {
 
         let value = match &shared.backend {
             Backend::Server(store) => {
-                match store.create(&stored).await.map_err(SessionRejection::StoreUnavailable)? {
+                match store
+                    .create(&stored)
+                    .await
+                    .map_err(SessionRejection::StoreUnavailable)?
+                {
                     CreateOutcome::Created => {}
                     CreateOutcome::IdTaken => return Err(SessionRejection::Conflict),
                 }
-                record.id().to_cookie_value(config.keys(), config.cookie().name())
+                record
+                    .id()
+                    .to_cookie_value(config.keys(), config.cookie().name())
             }
             Backend::Cookie(store) => {
-                let set_cookie = store.seal(&record, None).map_err(|error| SessionRejection::Encoding(error.to_string()))?;
+                let set_cookie = store
+                    .seal(&record, None)
+                    .map_err(|error| SessionRejection::Encoding(error.to_string()))?;
                 let pair = set_cookie.split(';').next().unwrap_or_default();
-                pair.split_once('=').map(|(_, value)| value.to_owned()).unwrap_or_default()
+                pair.split_once('=')
+                    .map(|(_, value)| value.to_owned())
+                    .unwrap_or_default()
             }
         };
         let header = format!("{}={value}", config.cookie().name());
-        Ok(HeaderValue::from_str(&header).expect("cookie names and signed ids are valid header text"))
+        Ok(HeaderValue::from_str(&header)
+            .expect("cookie names and signed ids are valid header text"))
     }
 }

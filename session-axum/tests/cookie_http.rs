@@ -47,8 +47,14 @@ async fn logout_sends_a_removal_cookie() {
 async fn copied_cookie_is_revoked_by_logout_when_revocations_are_configured() {
     let h = harness(true);
     let v1 = h.login("user-a", None).await.cookie();
-    assert_eq!(h.post("/logout", Some(&v1)).await.status, StatusCode::SEE_OTHER);
-    assert_eq!(h.get("/me", Some(&v1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.post("/logout", Some(&v1)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        h.get("/me", Some(&v1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -72,7 +78,12 @@ async fn pre_login_cookie_is_revoked_by_rotation() {
 #[tokio::test]
 async fn expired_cookie_is_no_session() {
     let clock = ManualClock::starting_now();
-    let h = Harness::with_cookie_store(clock.clone(), false, |b| b.idle_timeout(Some(Duration::minutes(15))), None);
+    let h = Harness::with_cookie_store(
+        clock.clone(),
+        false,
+        |b| b.idle_timeout(Some(Duration::minutes(15))),
+        None,
+    );
     let v1 = h.login("user-a", None).await.cookie();
     clock.advance(Duration::minutes(16));
     let me = h.get("/me", Some(&v1)).await;
@@ -85,7 +96,10 @@ async fn reads_slide_by_resealing_the_cookie() {
     let h = Harness::with_cookie_store(
         clock.clone(),
         false,
-        |b| b.idle_timeout(Some(Duration::seconds(10))).refresh_interval(Duration::seconds(2)),
+        |b| {
+            b.idle_timeout(Some(Duration::seconds(10)))
+                .refresh_interval(Duration::seconds(2))
+        },
         None,
     );
     let mut cookie = h.login("user-a", None).await.cookie();
@@ -96,16 +110,28 @@ async fn reads_slide_by_resealing_the_cookie() {
         cookie = response.cookie();
     }
     clock.advance(Duration::seconds(11));
-    assert_eq!(h.get("/me", Some(&cookie)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
 async fn remember_me_sets_max_age() {
     let h = harness(false);
-    let login = h.post_form("/login", None, "user=user-a&pass=pw&remember=1").await;
-    assert!(login.session_set_cookie().contains("Max-Age=5184000"), "{}", login.session_set_cookie());
+    let login = h
+        .post_form("/login", None, "user=user-a&pass=pw&remember=1")
+        .await;
+    assert!(
+        login.session_set_cookie().contains("Max-Age=5184000"),
+        "{}",
+        login.session_set_cookie()
+    );
     h.clock.advance(Duration::minutes(31));
-    assert_eq!(h.get("/me", Some(&login.cookie())).await.status, StatusCode::OK);
+    assert_eq!(
+        h.get("/me", Some(&login.cookie())).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -123,8 +149,8 @@ async fn flash_survives_the_redirect_once() {
 async fn note_size_for(h: &Harness, cookie: &str, target: usize) -> Option<usize> {
     let probe = h.post("/notes?size=0", Some(cookie)).await;
     let base = probe.session_set_cookie().len();
-    let mut size = (target.saturating_sub(base) * 3 / 4).saturating_sub(8);
-    for _ in 0..64 {
+    let start = (target.saturating_sub(base) * 3 / 4).saturating_sub(8);
+    for size in start..start + 64 {
         let response = h.post(&format!("/notes?size={size}"), Some(cookie)).await;
         if response.status != StatusCode::NO_CONTENT {
             return None;
@@ -136,7 +162,6 @@ async fn note_size_for(h: &Harness, cookie: &str, target: usize) -> Option<usize
         if len > target {
             return None;
         }
-        size += 1;
     }
     None
 }
@@ -163,10 +188,15 @@ async fn cookie_of_4096_bytes_is_sent_and_4097_is_refused() {
         assert_eq!(fits.session_set_cookie().len(), 4096);
 
         // One more byte of data makes the header at least 4097 bytes.
-        let refused = h.post(&format!("/notes?size={}", size + 1), Some(&v1)).await;
+        let refused = h
+            .post(&format!("/notes?size={}", size + 1), Some(&v1))
+            .await;
         assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(refused.body, "Session is too large to be saved");
-        assert!(refused.set_cookies().is_empty(), "no oversized cookie leaves the server");
+        assert!(
+            refused.set_cookies().is_empty(),
+            "no oversized cookie leaves the server"
+        );
 
         // The cookie the browser already holds stays valid with the old data.
         assert_eq!(h.get("/me", Some(&v1)).await.body, "user-a");
@@ -182,14 +212,22 @@ async fn retired_key_is_accepted_and_resealed() {
     let v1 = old.login("user-a", None).await.cookie();
 
     let new_secret = b"a brand new secret of 32 bytes!!";
-    let rotated = Harness::with_cookie_store(clock.clone(), false, |b| b.secret(new_secret).retired_secret(SECRET), None);
+    let rotated = Harness::with_cookie_store(
+        clock.clone(),
+        false,
+        |b| b.secret(new_secret).retired_secret(SECRET),
+        None,
+    );
     let me = rotated.get("/me", Some(&v1)).await;
     assert_eq!(me.status, StatusCode::OK);
     let resealed = me.cookie();
     assert_ne!(resealed, v1, "re-sealed under the current key");
 
     let only_new = Harness::with_cookie_store(clock, false, |b| b.secret(new_secret), None);
-    assert_eq!(only_new.get("/me", Some(&v1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        only_new.get("/me", Some(&v1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(only_new.get("/me", Some(&resealed)).await.body, "user-a");
 }
 
@@ -203,11 +241,22 @@ async fn tampered_cookies_are_no_session_and_never_500() {
     raw[middle] ^= 1;
     let flipped = URL_SAFE_NO_PAD.encode(&raw);
     let other_name = {
-        let other = Harness::with_cookie_store(ManualClock::starting_now(), false, |b| b.cookie_name("other"), None);
+        let other = Harness::with_cookie_store(
+            ManualClock::starting_now(),
+            false,
+            |b| b.cookie_name("other"),
+            None,
+        );
         let set_cookie = other.login("user-a", None).await.set_cookies().remove(0);
-        set_cookie.split(';').next().unwrap().trim_start_matches("other=").to_owned()
+        set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("other=")
+            .to_owned()
     };
-    let standard_alphabet = base64::engine::general_purpose::STANDARD.encode(URL_SAFE_NO_PAD.decode(&token).unwrap());
+    let standard_alphabet =
+        base64::engine::general_purpose::STANDARD.encode(URL_SAFE_NO_PAD.decode(&token).unwrap());
     for bad in [
         flipped,
         token[..token.len() - 5].to_owned(),
@@ -251,7 +300,13 @@ async fn cookie_attributes_match_on_create_rotate_and_delete() {
             .filter(|a| !a.starts_with("Max-Age") && !a.starts_with("Expires"))
             .collect()
     };
-    let expected = ["Domain=example.test", "HttpOnly", "Path=/", "SameSite=Lax", "Secure"];
+    let expected = [
+        "Domain=example.test",
+        "HttpOnly",
+        "Path=/",
+        "SameSite=Lax",
+        "Secure",
+    ];
     let create = h.post("/cart/add?item=x", None).await;
     assert_eq!(scope(&create.session_set_cookie()), expected);
     let rotate = h.login("user-a", Some(&create.cookie())).await;
@@ -265,7 +320,10 @@ async fn role_guard_works_on_the_cookie_store() {
     let h = harness(false);
     assert_eq!(h.get("/admin", None).await.status, StatusCode::UNAUTHORIZED);
     let user = h.login("user-a", None).await.cookie();
-    assert_eq!(h.get("/admin", Some(&user)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.get("/admin", Some(&user)).await.status,
+        StatusCode::FORBIDDEN
+    );
     let admin = h.login("admin-b", None).await.cookie();
     assert_eq!(h.get("/admin", Some(&admin)).await.status, StatusCode::OK);
 }
@@ -281,6 +339,9 @@ async fn test_cookie_helper_works_with_the_cookie_store() {
         })
         .await
         .unwrap();
-    assert_eq!(h.get("/me", Some(cookie.to_str().unwrap())).await.body, "user-a");
+    assert_eq!(
+        h.get("/me", Some(cookie.to_str().unwrap())).await.body,
+        "user-a"
+    );
     let _ = h.clock.now();
 }

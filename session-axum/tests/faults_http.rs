@@ -38,7 +38,11 @@ impl FaultyStore {
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
-        let failing = if write { &self.faults.writes } else { &self.faults.reads };
+        let failing = if write {
+            &self.faults.writes
+        } else {
+            &self.faults.reads
+        };
         if failing.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable {
                 message: "injected fault".into(),
@@ -58,11 +62,20 @@ impl SessionStore for FaultyStore {
         self.enter(true).await?;
         self.inner.create(session).await
     }
-    async fn save(&self, session: &StoredSession, expected: u64) -> Result<SaveOutcome, StoreError> {
+    async fn save(
+        &self,
+        session: &StoredSession,
+        expected: u64,
+    ) -> Result<SaveOutcome, StoreError> {
         self.enter(true).await?;
         self.inner.save(session, expected).await
     }
-    async fn touch(&self, id: &SessionId, at: Option<OffsetDateTime>, expected: u64) -> Result<SaveOutcome, StoreError> {
+    async fn touch(
+        &self,
+        id: &SessionId,
+        at: Option<OffsetDateTime>,
+        expected: u64,
+    ) -> Result<SaveOutcome, StoreError> {
         self.enter(true).await?;
         self.inner.touch(id, at, expected).await
     }
@@ -82,7 +95,9 @@ impl SessionStore for FaultyStore {
 
 fn faulty() -> (Harness, Arc<Faults>, MemoryStore) {
     let clock = ManualClock::starting_now();
-    let inner = MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+    let inner = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
     let faults = Arc::new(Faults::default());
     let store = FaultyStore {
         inner: inner.clone(),
@@ -97,13 +112,22 @@ fn faulty() -> (Harness, Arc<Faults>, MemoryStore) {
 async fn failed_rotation_keeps_the_old_session() {
     let (h, faults, inner) = faulty();
     let s1 = h.login("user-a", None).await.cookie();
-    assert_eq!(h.post("/cart/add?item=x", Some(&s1)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.post("/cart/add?item=x", Some(&s1)).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     faults.writes.store(true, Ordering::SeqCst);
     let relogin = h.login("user-a", Some(&s1)).await;
     assert_eq!(relogin.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(relogin.body, "Session store is unavailable, please retry later");
-    assert!(relogin.set_cookies().is_empty(), "no cookie names an id that was never stored");
+    assert_eq!(
+        relogin.body,
+        "Session store is unavailable, please retry later"
+    );
+    assert!(
+        relogin.set_cookies().is_empty(),
+        "no cookie names an id that was never stored"
+    );
 
     faults.writes.store(false, Ordering::SeqCst);
     assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]");
@@ -145,7 +169,10 @@ async fn outage_is_503_and_never_logs_out() {
     faults.writes.store(true, Ordering::SeqCst);
     let down = h.get("/me", Some(&s1)).await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(down.set_cookies().is_empty(), "no cookie-deleting Set-Cookie");
+    assert!(
+        down.set_cookies().is_empty(),
+        "no cookie-deleting Set-Cookie"
+    );
 
     faults.reads.store(false, Ordering::SeqCst);
     faults.writes.store(false, Ordering::SeqCst);
@@ -162,7 +189,11 @@ async fn outage_does_not_touch_cookieless_public_routes() {
     assert_eq!(public.status, StatusCode::OK);
     let me = h.get("/me", None).await;
     assert_eq!(me.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(faults.calls.load(Ordering::SeqCst), calls, "no store call without a cookie");
+    assert_eq!(
+        faults.calls.load(Ordering::SeqCst),
+        calls,
+        "no store call without a cookie"
+    );
 }
 
 /// Fail-open mode: an outage serves the request as anonymous and writes
@@ -170,28 +201,46 @@ async fn outage_does_not_touch_cookieless_public_routes() {
 #[tokio::test]
 async fn fail_open_serves_anonymous_and_writes_nothing() {
     let clock = ManualClock::starting_now();
-    let inner = MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+    let inner = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
     let faults = Arc::new(Faults::default());
     let store = FaultyStore {
         inner: inner.clone(),
         faults: faults.clone(),
     };
     let mut h = Harness::with_store(store, clock, |b| b);
-    let layer = session_axum::SessionLayer::<support::TestSession>::from_shared_store(h.store.clone(), h.config.clone())
-        .on_store_failure(StoreFailureMode::ServeAnonymous);
+    let layer = session_axum::SessionLayer::<support::TestSession>::from_shared_store(
+        h.store.clone(),
+        h.config.clone(),
+    )
+    .on_store_failure(StoreFailureMode::ServeAnonymous);
     h.app = support::app::router(layer);
 
     let s1 = h.login("user-a", None).await.cookie();
-    assert_eq!(h.post("/cart/add?item=x", Some(&s1)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.post("/cart/add?item=x", Some(&s1)).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     faults.reads.store(true, Ordering::SeqCst);
     let me = h.get("/me", Some(&s1)).await;
     assert_eq!(me.status, StatusCode::UNAUTHORIZED, "served as anonymous");
     let add = h.post("/cart/add?item=y", Some(&s1)).await;
     assert_eq!(add.status, StatusCode::NO_CONTENT);
-    assert!(add.set_cookies().is_empty(), "nothing written, no new cookie");
+    assert!(
+        add.set_cookies().is_empty(),
+        "nothing written, no new cookie"
+    );
 
     faults.reads.store(false, Ordering::SeqCst);
-    assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]", "the stored session is intact");
-    assert_eq!(inner.list_by_identity("user-a").await.unwrap(), vec![id_of(&s1)]);
+    assert_eq!(
+        h.get("/cart", Some(&s1)).await.body,
+        "[x]",
+        "the stored session is intact"
+    );
+    assert_eq!(
+        inner.list_by_identity("user-a").await.unwrap(),
+        vec![id_of(&s1)]
+    );
 }

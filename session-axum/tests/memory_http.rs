@@ -19,7 +19,10 @@ impl StoreProbe for MemoryProbe {
 }
 
 impl StoreFactory for MemoryFactory {
-    fn make(&self, clock: ManualClock) -> BoxFuture<'_, (Arc<dyn SessionStore>, Arc<dyn StoreProbe>)> {
+    fn make(
+        &self,
+        clock: ManualClock,
+    ) -> BoxFuture<'_, (Arc<dyn SessionStore>, Arc<dyn StoreProbe>)> {
         Box::pin(async move {
             let store = MemoryStore::builder().clock(Arc::new(clock)).build();
             let probe: Arc<dyn StoreProbe> = Arc::new(MemoryProbe(store.clone()));
@@ -34,10 +37,14 @@ http_cases!(MemoryFactory);
 #[tokio::test]
 async fn expired_memory_sessions_are_rejected_then_purged() {
     let clock = ManualClock::starting_now();
-    let store = MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+    let store = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
+    // The idle timeout is far longer than the test's real duration, because
+    // moka also expires entries on its own real-time clock.
     let h = support::Harness::with_store(store.clone(), clock.clone(), |b| {
-        b.idle_timeout(Some(time::Duration::seconds(1)))
-            .refresh_interval(time::Duration::milliseconds(500))
+        b.idle_timeout(Some(time::Duration::minutes(10)))
+            .refresh_interval(time::Duration::minutes(1))
     });
     let mut cookies = Vec::new();
     for _ in 0..10_000 {
@@ -45,7 +52,7 @@ async fn expired_memory_sessions_are_rejected_then_purged() {
     }
     assert_eq!(store.stats().live_sessions, 10_000);
 
-    clock.advance(time::Duration::seconds(2));
+    clock.advance(time::Duration::minutes(11));
     assert_eq!(h.get("/cart", Some(&cookies[0])).await.body, "[]");
 
     store.purge_expired();
@@ -64,7 +71,10 @@ async fn anonymous_churn_keeps_signed_in_users() {
     let h = support::Harness::with_store(store.clone(), clock, |b| b);
     let user = h.login("user-a", None).await.cookie();
     for _ in 0..5_000 {
-        assert_eq!(h.post("/cart/add?item=x", None).await.status, axum::http::StatusCode::NO_CONTENT);
+        assert_eq!(
+            h.post("/cart/add?item=x", None).await.status,
+            axum::http::StatusCode::NO_CONTENT
+        );
     }
     let me = h.get("/me", Some(&user)).await;
     assert_eq!(me.status, axum::http::StatusCode::OK);

@@ -60,7 +60,10 @@ fn base(options: &CookieOptions, value: String) -> Cookie<'static> {
 /// Parsing is tolerant: a malformed unrelated pair does not hide the
 /// session cookie. Callers try the values in order and keep the first that
 /// verifies, so duplicates are resolved the same way every time.
-pub fn find_cookie_values<'a>(headers: impl IntoIterator<Item = &'a str>, name: &str) -> Vec<&'a str> {
+pub fn find_cookie_values<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+    name: &str,
+) -> Vec<&'a str> {
     let mut values = Vec::new();
     for header in headers {
         for pair in header.split(';') {

@@ -63,7 +63,11 @@ impl<S: Send + Sync, T: SessionData> FromRequestParts<S> for CurrentSession<T> {
         let missing = || SessionRejection::MissingLayer {
             type_name: std::any::type_name::<T>(),
         };
-        let erased = parts.extensions.get::<HandleExtension>().cloned().ok_or_else(missing)?;
+        let erased = parts
+            .extensions
+            .get::<HandleExtension>()
+            .cloned()
+            .ok_or_else(missing)?;
         let handle = erased
             .0
             .clone()
@@ -105,17 +109,20 @@ impl<T: SessionData> CurrentSession<T> {
 
     /// Returns true when a user is signed in (see [`SessionData::identity`]).
     pub fn is_authenticated(&self) -> bool {
-        self.handle.read(|data| data.is_some_and(SessionData::is_authenticated))
+        self.handle
+            .read(|data| data.is_some_and(SessionData::is_authenticated))
     }
 
     /// Returns the signed-in user's identity.
     pub fn identity(&self) -> Option<String> {
-        self.handle.read(|data| data.and_then(SessionData::identity))
+        self.handle
+            .read(|data| data.and_then(SessionData::identity))
     }
 
     /// Returns true when the signed-in user holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
-        self.handle.read(|data| data.is_some_and(|data| data.has_role(role)))
+        self.handle
+            .read(|data| data.is_some_and(|data| data.has_role(role)))
     }
 
     /// Moves the session to a new id, keeping its data, when the response is

@@ -34,7 +34,9 @@ pub struct Flash {
 
 impl fmt::Debug for Flash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Flash").field("messages", &self.messages().len()).finish()
+        f.debug_struct("Flash")
+            .field("messages", &self.messages().len())
+            .finish()
     }
 }
 

@@ -140,7 +140,9 @@ async fn peer_from_test_header(
         .and_then(|value| value.parse::<std::net::IpAddr>().ok());
     if let Some(ip) = peer {
         let addr = std::net::SocketAddr::new(ip, 40_000);
-        request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
     }
     next.run(request).await
 }
@@ -186,7 +188,10 @@ async fn login(
     Redirect::to("/dashboard").into_response()
 }
 
-async fn logout(session: CurrentSession<TestSession>, Query(options): Query<LogoutOptions>) -> Redirect {
+async fn logout(
+    session: CurrentSession<TestSession>,
+    Query(options): Query<LogoutOptions>,
+) -> Redirect {
     let locale = session.data().locale;
     session.destroy();
     if options.keep_locale.as_deref() == Some("1") {
@@ -244,7 +249,10 @@ async fn locale(session: CurrentSession<TestSession>) -> String {
     session.data().locale.unwrap_or_else(|| "en".to_owned())
 }
 
-async fn set_locale(session: CurrentSession<TestSession>, Query(locale): Query<Locale>) -> StatusCode {
+async fn set_locale(
+    session: CurrentSession<TestSession>,
+    Query(locale): Query<Locale>,
+) -> StatusCode {
     session.update(|data| data.locale = Some(locale.l));
     StatusCode::NO_CONTENT
 }
@@ -279,7 +287,10 @@ async fn set_notes(session: CurrentSession<TestSession>, Query(note): Query<Note
 async fn other_cookie(session: CurrentSession<TestSession>) -> impl IntoResponse {
     session.update(|data| data.visits += 1);
     (
-        axum::response::AppendHeaders([("set-cookie", "theme=dark; Path=/"), ("set-cookie", "lang=fr; Path=/")]),
+        axum::response::AppendHeaders([
+            ("set-cookie", "theme=dark; Path=/"),
+            ("set-cookie", "lang=fr; Path=/"),
+        ]),
         "ok",
     )
 }

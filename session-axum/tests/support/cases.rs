@@ -97,11 +97,17 @@ pub async fn unknown_signed_ids_are_never_adopted(factory: &dyn StoreFactory) {
 
     let chosen_id = SessionId::random();
     let chosen = chosen_id.to_cookie_value(h.config.keys(), "id");
-    let response = h.post("/cart/add?item=x", Some(&format!("id={chosen}"))).await;
+    let response = h
+        .post("/cart/add?item=x", Some(&format!("id={chosen}")))
+        .await;
     assert_eq!(response.status, StatusCode::NO_CONTENT);
     let issued = id_of(&response.cookie());
     assert_ne!(issued, chosen_id, "a fresh server id is issued");
-    assert_eq!(h.store.load(&chosen_id).await.unwrap(), None, "the chosen id never becomes a key");
+    assert_eq!(
+        h.store.load(&chosen_id).await.unwrap(),
+        None,
+        "the chosen id never becomes a key"
+    );
 }
 
 /// B03, C02: malformed and forged values are rejected before any store call.
@@ -128,9 +134,16 @@ pub async fn forged_cookies_never_reach_the_store(factory: &dyn StoreFactory) {
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{bad:.80}");
         let public = h.get("/public", Some(&bad)).await;
         assert_eq!(public.status, StatusCode::OK);
-        assert!(public.set_cookies().is_empty(), "untouched route sends no cookie");
+        assert!(
+            public.set_cookies().is_empty(),
+            "untouched route sends no cookie"
+        );
     }
-    assert_eq!(h.get("/me", Some(&good)).await.body, "user-a", "the real session is intact");
+    assert_eq!(
+        h.get("/me", Some(&good)).await.body,
+        "user-a",
+        "the real session is intact"
+    );
 }
 
 /// B05: create is insert-if-absent; a colliding id is redrawn.
@@ -145,12 +158,21 @@ pub async fn create_never_adopts_a_colliding_id(factory: &dyn StoreFactory) {
 
     let s1 = login.cookie();
     assert_eq!(h.get("/me", Some(&s1)).await.body, "user-a");
-    assert_eq!(h.get("/cart", Some(&s1)).await.body, "[]", "user-a's cart is untouched");
+    assert_eq!(
+        h.get("/cart", Some(&s1)).await.body,
+        "[]",
+        "user-a's cart is untouched"
+    );
 }
 
 /// B06: rotation uses the same insert-if-absent path.
 pub async fn rotation_never_adopts_a_live_id(factory: &dyn StoreFactory) {
-    let h = Harness::with_ids(factory, ScriptedIds::new([sid(9), sid(0), sid(9), sid(1)]), none).await;
+    let h = Harness::with_ids(
+        factory,
+        ScriptedIds::new([sid(9), sid(0), sid(9), sid(1)]),
+        none,
+    )
+    .await;
     let admin = h.login("admin-b", None).await;
     assert_eq!(id_of(&admin.cookie()), sid(9));
 
@@ -175,7 +197,10 @@ pub async fn login_rotates_the_id_and_kills_the_old_one(factory: &dyn StoreFacto
     let s1 = login.cookie();
     assert_ne!(id_of(&s0), id_of(&s1));
 
-    assert_eq!(h.get("/me", Some(&s0)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s0)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(h.store.load(&id_of(&s0)).await.unwrap(), None);
     let me = h.get("/me", Some(&s1)).await;
     assert_eq!(me.status, StatusCode::OK);
@@ -188,14 +213,30 @@ pub async fn rotation_survives_every_order_of_changes(factory: &dyn StoreFactory
     for order in ["a", "b", "c"] {
         let before = h.post("/cart/add?item=x", None).await.cookie();
         let login = h
-            .post_form(&format!("/login?order={order}"), Some(&before), "user=user-a&pass=pw")
+            .post_form(
+                &format!("/login?order={order}"),
+                Some(&before),
+                "user=user-a&pass=pw",
+            )
             .await;
         let after = login.cookie();
         assert_ne!(id_of(&before), id_of(&after), "order {order}");
-        assert_eq!(h.get("/me", Some(&before)).await.status, StatusCode::UNAUTHORIZED, "order {order}");
-        assert_eq!(h.get("/me", Some(&after)).await.body, "user-a", "order {order}");
+        assert_eq!(
+            h.get("/me", Some(&before)).await.status,
+            StatusCode::UNAUTHORIZED,
+            "order {order}"
+        );
+        assert_eq!(
+            h.get("/me", Some(&after)).await.body,
+            "user-a",
+            "order {order}"
+        );
         let expected_cart = if order == "c" { "[]" } else { "[x]" };
-        assert_eq!(h.get("/cart", Some(&after)).await.body, expected_cart, "order {order}");
+        assert_eq!(
+            h.get("/cart", Some(&after)).await.body,
+            expected_cart,
+            "order {order}"
+        );
     }
 }
 
@@ -204,7 +245,10 @@ pub async fn regenerate_deletes_the_pre_login_record(factory: &dyn StoreFactory)
     let h = Harness::new(factory, none).await;
     let s0 = h.post("/cart/add?item=x", None).await.cookie();
     let s1 = h.login("user-a", Some(&s0)).await.cookie();
-    assert_eq!(h.get("/me", Some(&s0)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s0)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(h.get("/cart", Some(&s0)).await.body, "[]");
     assert_eq!(h.store.load(&id_of(&s0)).await.unwrap(), None);
     assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]");
@@ -237,16 +281,24 @@ pub async fn logout_racing_a_slow_request_stays_logged_out(factory: &dyn StoreFa
     };
     let (slow, logout) = tokio::join!(slow, logout);
     assert_eq!(slow.status, StatusCode::OK);
-    assert!(slow.session_cookies().is_empty(), "the slow response re-sends no session cookie");
+    assert!(
+        slow.session_cookies().is_empty(),
+        "the slow response re-sends no session cookie"
+    );
     assert_eq!(logout.status, StatusCode::SEE_OTHER);
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(h.store.load(&id_of(&s1)).await.unwrap(), None);
 }
 
 /// B17: a handler-chosen expiry moves the stored deadline too.
 pub async fn remember_me_moves_store_and_cookie_deadlines(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
-    let login = h.post_form("/login", None, "user=user-a&pass=pw&remember=1").await;
+    let login = h
+        .post_form("/login", None, "user=user-a&pass=pw&remember=1")
+        .await;
     let s1 = login.cookie();
     let stored = h.store.load(&id_of(&s1)).await.unwrap().unwrap();
     assert_eq!(stored.expires_at, Some(h.clock.now() + Duration::days(60)));
@@ -258,14 +310,19 @@ pub async fn remember_me_moves_store_and_cookie_deadlines(factory: &dyn StoreFac
 /// B18: remember-me gives a Max-Age even when the default is a browser-session cookie.
 pub async fn remember_me_sets_max_age_on_browser_session_default(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
-    let login = h.post_form("/login", None, "user=user-a&pass=pw&remember=1").await;
+    let login = h
+        .post_form("/login", None, "user=user-a&pass=pw&remember=1")
+        .await;
     let set_cookie = login.session_set_cookie();
     assert!(set_cookie.contains("; Max-Age=5184000"), "{set_cookie}");
     let expires = (h.clock.now() + Duration::days(60))
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap();
     let day = &expires[..16];
-    assert!(set_cookie.contains(&format!("Expires={day}")), "{set_cookie} vs {expires}");
+    assert!(
+        set_cookie.contains(&format!("Expires={day}")),
+        "{set_cookie} vs {expires}"
+    );
 }
 
 /// B19: read-only requests slide the idle deadline.
@@ -280,13 +337,19 @@ pub async fn reads_slide_the_idle_deadline(factory: &dyn StoreFactory) {
         h.clock.advance(Duration::seconds(4));
         let response = h.get("/me", Some(&s1)).await;
         assert_eq!(response.status, StatusCode::OK);
-        assert!(response.session_cookies().is_empty(), "browser-session cookie is not re-sent");
+        assert!(
+            response.session_cookies().is_empty(),
+            "browser-session cookie is not re-sent"
+        );
     }
     // Last activity was at t = 12, so the session lives until t = 22.
     h.clock.advance(Duration::seconds(9));
     assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::OK);
     h.clock.advance(Duration::seconds(11));
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// B20, C13: browser-session cookies carry neither Max-Age nor Expires.
@@ -296,7 +359,11 @@ pub async fn browser_session_cookie_has_no_lifetime(factory: &dyn StoreFactory) 
     assert!(!set_cookie.contains("Max-Age"), "{set_cookie}");
     assert!(!set_cookie.contains("Expires"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    assert_eq!(h.get("/cart", Some(&cookie)).await.body, "[x]", "B21: the record persists");
+    assert_eq!(
+        h.get("/cart", Some(&cookie)).await.body,
+        "[x]",
+        "B21: the record persists"
+    );
 }
 
 /// B23: activity never extends the absolute lifetime.
@@ -314,10 +381,16 @@ pub async fn absolute_lifetime_is_never_extended(factory: &dyn StoreFactory) {
     h.clock.advance(Duration::minutes(50));
     let add = h.post("/cart/add?item=x", Some(&s1)).await;
     let set_cookie = add.session_set_cookie();
-    assert!(set_cookie.contains("Max-Age=600"), "time left, not a fresh hour: {set_cookie}");
+    assert!(
+        set_cookie.contains("Max-Age=600"),
+        "time left, not a fresh hour: {set_cookie}"
+    );
 
     h.clock.advance(Duration::minutes(11));
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// B24: restored browser-session cookies still expire server-side.
@@ -329,15 +402,22 @@ pub async fn restored_browser_cookie_expires_server_side(factory: &dyn StoreFact
     .await;
     let s1 = h.login("user-a", None).await.cookie();
     h.clock.advance(Duration::minutes(16));
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     let s2 = h.login("user-a", None).await.cookie();
     for _ in 0..47 {
         h.clock.advance(Duration::minutes(10));
         assert_eq!(h.get("/me", Some(&s2)).await.status, StatusCode::OK);
     }
-    h.clock.advance(Duration::minutes(10) + Duration::seconds(1));
-    assert_eq!(h.get("/me", Some(&s2)).await.status, StatusCode::UNAUTHORIZED);
+    h.clock
+        .advance(Duration::minutes(10) + Duration::seconds(1));
+    assert_eq!(
+        h.get("/me", Some(&s2)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// B27, C22: logout removes the record; the old cookie is anonymous.
@@ -347,8 +427,14 @@ pub async fn logout_deletes_the_record(factory: &dyn StoreFactory) {
     let logout = h.post("/logout", Some(&s1)).await;
     assert_eq!(logout.status, StatusCode::SEE_OTHER);
     assert_eq!(h.store.load(&id_of(&s1)).await.unwrap(), None);
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.store.list_by_identity("user-a").await.unwrap(), Vec::<SessionId>::new());
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        h.store.list_by_identity("user-a").await.unwrap(),
+        Vec::<SessionId>::new()
+    );
 }
 
 /// B30: logout drops everything by default; an explicit allow-list keeps the locale.
@@ -369,8 +455,15 @@ pub async fn logout_can_keep_an_allow_listed_key(factory: &dyn StoreFactory) {
         let locale = h.get("/locale", cookie.as_deref()).await.body;
         assert_eq!(locale, expected, "logout{query}");
         if let Some(cookie) = cookie {
-            assert_ne!(id_of(&cookie), id_of(&s1), "the kept locale lives under a new id");
-            assert_eq!(h.get("/me", Some(&cookie)).await.status, StatusCode::UNAUTHORIZED);
+            assert_ne!(
+                id_of(&cookie),
+                id_of(&s1),
+                "the kept locale lives under a new id"
+            );
+            assert_eq!(
+                h.get("/me", Some(&cookie)).await.status,
+                StatusCode::UNAUTHORIZED
+            );
         }
     }
 }
@@ -392,26 +485,43 @@ pub async fn lifecycle_hooks_fire_once(factory: &dyn StoreFactory) {
     let events = recorder.clone();
     let h = Harness::new(factory, move |b| b.events(events)).await;
     let s1 = h.login("user-a", None).await.cookie();
-    let started: Vec<_> = recorder.0.lock().unwrap().drain(..).map(|e| e.kind).collect();
+    let started: Vec<_> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .drain(..)
+        .map(|e| e.kind)
+        .collect();
     assert_eq!(started, vec![SessionEventKind::Started]);
 
     h.post("/logout", Some(&s1)).await;
     let events: Vec<_> = recorder.0.lock().unwrap().drain(..).collect();
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![SessionEventKind::Loaded, SessionEventKind::Destroyed]);
+    assert_eq!(
+        kinds,
+        vec![SessionEventKind::Loaded, SessionEventKind::Destroyed]
+    );
     assert_eq!(events[1].digest, Some(id_of(&s1).digest(h.config.keys())));
 }
 
 /// B33, B35, C15: the removal cookie keeps Domain, Path, Secure, SameSite.
 pub async fn removal_cookie_keeps_domain_path_and_flags(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, |b| {
-        b.domain("example.test").secure(true).same_site(SameSite::None)
+        b.domain("example.test")
+            .secure(true)
+            .same_site(SameSite::None)
     })
     .await;
     let login = h.login("user-a", None).await;
     assert_eq!(
         attributes(&login.session_set_cookie()),
-        ["Domain=example.test", "HttpOnly", "Path=/", "SameSite=None", "Secure"]
+        [
+            "Domain=example.test",
+            "HttpOnly",
+            "Path=/",
+            "SameSite=None",
+            "Secure"
+        ]
     );
     let s1 = login.cookie();
     let logout = h.post("/account/settings/logout", Some(&s1)).await;
@@ -429,7 +539,10 @@ pub async fn removal_cookie_keeps_domain_path_and_flags(factory: &dyn StoreFacto
             "Secure"
         ]
     );
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// B35, C08-C12: create, slide, rotate and delete carry one attribute set.
@@ -472,8 +585,14 @@ pub async fn cookie_path_is_explicit(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let page = h.get("/a/b/page", None).await;
     let set_cookie = page.session_set_cookie();
-    assert!(attributes(&set_cookie).contains(&"Path=/".to_owned()), "{set_cookie}");
-    assert!(!set_cookie.contains("Domain"), "Domain is never taken from the request");
+    assert!(
+        attributes(&set_cookie).contains(&"Path=/".to_owned()),
+        "{set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains("Domain"),
+        "Domain is never taken from the request"
+    );
 }
 
 /// B37: a rotation with no data change still sends the new id.
@@ -483,7 +602,10 @@ pub async fn rotation_without_data_change_sends_the_cookie(factory: &dyn StoreFa
     let rotate = h.post("/rotate", Some(&s0)).await;
     let s1 = rotate.cookie();
     assert_ne!(id_of(&s0), id_of(&s1));
-    assert!(h.store.load(&id_of(&s1)).await.unwrap().is_some(), "id in cookie == id in store");
+    assert!(
+        h.store.load(&id_of(&s1)).await.unwrap().is_some(),
+        "id in cookie == id in store"
+    );
     assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]");
 }
 
@@ -503,7 +625,11 @@ pub async fn flash_is_shown_once_after_a_redirect(factory: &dyn StoreFactory) {
     assert_eq!(set.status, StatusCode::SEE_OTHER);
     assert_eq!(set.location(), Some("/inbox"));
     let cookie = set.cookie();
-    assert_eq!(h.get("/public", Some(&cookie)).await.body, "public", "an untouched route keeps the flash");
+    assert_eq!(
+        h.get("/public", Some(&cookie)).await.body,
+        "public",
+        "an untouched route keeps the flash"
+    );
     assert_eq!(h.get("/inbox", Some(&cookie)).await.body, "notice: saved\n");
     assert_eq!(h.get("/inbox", Some(&cookie)).await.body, "");
 }
@@ -518,7 +644,10 @@ pub async fn untouched_routes_cost_nothing(factory: &dyn StoreFactory) {
     assert!(response.headers.get("cache-control").is_none());
     let me = h.get("/me", None).await;
     assert_eq!(me.status, StatusCode::UNAUTHORIZED);
-    assert!(me.session_cookies().is_empty(), "reading creates no session");
+    assert!(
+        me.session_cookies().is_empty(),
+        "reading creates no session"
+    );
     assert_eq!(h.probe.count().await, before);
 }
 
@@ -545,10 +674,22 @@ pub async fn duplicate_and_malformed_cookie_pairs_are_tolerated(factory: &dyn St
     let h = Harness::new(factory, none).await;
     let a = h.login("user-a", None).await.cookie();
     let b = h.login("admin-b", None).await.cookie();
-    assert_eq!(h.get("/me", Some(&format!("junk; =; {a}; x"))).await.body, "user-a");
-    assert_eq!(h.get("/me", Some(&format!("{a}; {b}"))).await.body, "user-a");
-    assert_eq!(h.get("/me", Some(&format!("{b}; {a}"))).await.body, "admin-b");
-    assert_eq!(h.get("/me", Some(&format!("id=garbage; {b}"))).await.body, "admin-b");
+    assert_eq!(
+        h.get("/me", Some(&format!("junk; =; {a}; x"))).await.body,
+        "user-a"
+    );
+    assert_eq!(
+        h.get("/me", Some(&format!("{a}; {b}"))).await.body,
+        "user-a"
+    );
+    assert_eq!(
+        h.get("/me", Some(&format!("{b}; {a}"))).await.body,
+        "admin-b"
+    );
+    assert_eq!(
+        h.get("/me", Some(&format!("id=garbage; {b}"))).await.body,
+        "admin-b"
+    );
 }
 
 /// C05: ids are read only from the cookie.
@@ -599,7 +740,10 @@ pub async fn ip_binding_detects_or_destroys(factory: &dyn StoreFactory) {
                 None,
                 {
                     let mut headers = from_ip("198.51.100.10", "ExampleBrowser/120.0.1 (X11)");
-                    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+                    headers.insert(
+                        "content-type",
+                        "application/x-www-form-urlencoded".parse().unwrap(),
+                    );
                     headers
                 },
                 "user=user-a&pass=pw",
@@ -609,7 +753,9 @@ pub async fn ip_binding_detects_or_destroys(factory: &dyn StoreFactory) {
 
         let mut spoofed = from_ip("203.0.113.20", "ExampleBrowser/120.0.1 (X11)");
         spoofed.insert("x-forwarded-for", "198.51.100.10".parse().unwrap());
-        let moved = h.send_with(Method::GET, "/me", Some(&s1), spoofed, "").await;
+        let moved = h
+            .send_with(Method::GET, "/me", Some(&s1), spoofed, "")
+            .await;
         match policy {
             BindingPolicy::Detect => {
                 assert_eq!(moved.status, StatusCode::OK, "detect serves the session");
@@ -617,7 +763,11 @@ pub async fn ip_binding_detects_or_destroys(factory: &dyn StoreFactory) {
             }
             _ => {
                 assert_eq!(moved.status, StatusCode::UNAUTHORIZED, "strict rejects");
-                assert_eq!(h.store.load(&id_of(&s1)).await.unwrap(), None, "strict destroys");
+                assert_eq!(
+                    h.store.load(&id_of(&s1)).await.unwrap(),
+                    None,
+                    "strict destroys"
+                );
             }
         }
     }
@@ -627,23 +777,46 @@ pub async fn ip_binding_detects_or_destroys(factory: &dyn StoreFactory) {
 pub async fn user_agent_binding_tolerates_patch_updates(factory: &dyn StoreFactory) {
     use session_axum::BindingPolicy;
 
-    let h = Harness::new(factory, |b| b.bind_user_agent(true).binding_policy(BindingPolicy::Strict)).await;
+    let h = Harness::new(factory, |b| {
+        b.bind_user_agent(true)
+            .binding_policy(BindingPolicy::Strict)
+    })
+    .await;
     let mut headers = from_ip("198.51.100.10", "ExampleBrowser/120.0.1 (X11)");
-    headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+    headers.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
     let s1 = h
         .send_with(Method::POST, "/login", None, headers, "user=user-a&pass=pw")
         .await
         .cookie();
     let before = h.probe.count().await;
     let patched = h
-        .send_with(Method::GET, "/me", Some(&s1), from_ip("198.51.100.10", "ExampleBrowser/120.0.2 (X11)"), "")
+        .send_with(
+            Method::GET,
+            "/me",
+            Some(&s1),
+            from_ip("198.51.100.10", "ExampleBrowser/120.0.2 (X11)"),
+            "",
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK);
     let other = h
-        .send_with(Method::GET, "/me", Some(&s1), from_ip("198.51.100.10", "OtherBrowser/5"), "")
+        .send_with(
+            Method::GET,
+            "/me",
+            Some(&s1),
+            from_ip("198.51.100.10", "OtherBrowser/5"),
+            "",
+        )
         .await;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.probe.count().await, before - 1, "no new row per mismatch; the bound one is destroyed");
+    assert_eq!(
+        h.probe.count().await,
+        before - 1,
+        "no new row per mismatch; the bound one is destroyed"
+    );
 }
 
 /// B12, B43: a stored value that does not decode is "no session", never a 500.
@@ -657,9 +830,15 @@ pub async fn undecodable_records_are_treated_as_absent(factory: &dyn StoreFactor
     stored.payload = bytes::Bytes::from_static(b"SR\x09\x00a future format");
     h.store.save(&stored, version).await.unwrap();
 
-    assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(h.get("/public", Some(&s1)).await.status, StatusCode::OK);
-    assert!(h.store.load(&id).await.unwrap().is_some(), "the unreadable record is not deleted");
+    assert!(
+        h.store.load(&id).await.unwrap().is_some(),
+        "the unreadable record is not deleted"
+    );
     let _ = SECRET;
 }
 
@@ -668,25 +847,42 @@ pub async fn undecodable_records_are_treated_as_absent(factory: &dyn StoreFactor
 pub async fn role_changes_apply_on_the_next_request(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let set_roles = |roles: &[&str]| {
-        h.roles
-            .lock()
-            .unwrap()
-            .insert("user-a".to_owned(), roles.iter().map(|r| (*r).to_owned()).collect());
+        h.roles.lock().unwrap().insert(
+            "user-a".to_owned(),
+            roles.iter().map(|r| (*r).to_owned()).collect(),
+        );
     };
     set_roles(&["viewer"]);
     let c1 = h.login("user-a", None).await.cookie();
-    assert_eq!(h.get("/admin", Some(&c1)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.get("/admin", Some(&c1)).await.status,
+        StatusCode::FORBIDDEN
+    );
 
     set_roles(&["viewer", "admin"]);
     let granted = h.get("/admin", Some(&c1)).await;
     assert_eq!(granted.status, StatusCode::OK);
     let c2 = granted.cookie();
-    assert_ne!(id_of(&c1), id_of(&c2), "a privilege increase rotates the id");
-    assert_eq!(h.get("/me", Some(&c1)).await.status, StatusCode::UNAUTHORIZED);
+    assert_ne!(
+        id_of(&c1),
+        id_of(&c2),
+        "a privilege increase rotates the id"
+    );
+    assert_eq!(
+        h.get("/me", Some(&c1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     set_roles(&["viewer"]);
     let revoked = h.get("/admin", Some(&c2)).await;
-    assert_eq!(revoked.status, StatusCode::FORBIDDEN, "the very next request sees the revocation");
-    assert!(revoked.session_cookies().is_empty(), "a loss of privilege needs no new id");
+    assert_eq!(
+        revoked.status,
+        StatusCode::FORBIDDEN,
+        "the very next request sees the revocation"
+    );
+    assert!(
+        revoked.session_cookies().is_empty(),
+        "a loss of privilege needs no new id"
+    );
     assert_eq!(h.get("/me", Some(&c2)).await.body, "user-a");
 }

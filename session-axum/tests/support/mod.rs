@@ -36,7 +36,10 @@ pub trait StoreProbe: Send + Sync {
 
 /// Builds a fresh, empty store for one case.
 pub trait StoreFactory: Send + Sync {
-    fn make(&self, clock: ManualClock) -> BoxFuture<'_, (Arc<dyn SessionStore>, Arc<dyn StoreProbe>)>;
+    fn make(
+        &self,
+        clock: ManualClock,
+    ) -> BoxFuture<'_, (Arc<dyn SessionStore>, Arc<dyn StoreProbe>)>;
 }
 
 /// An id generator that replays chosen ids, then draws random ones.
@@ -55,7 +58,11 @@ impl ScriptedIds {
 
 impl IdGenerator for ScriptedIds {
     fn generate(&self) -> SessionId {
-        self.queue.lock().unwrap().pop_front().unwrap_or_else(SessionId::random)
+        self.queue
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(SessionId::random)
     }
 }
 
@@ -72,7 +79,10 @@ pub type RoleDb = Arc<Mutex<std::collections::HashMap<String, Vec<String>>>>;
 /// from the table keep their session as it is.
 fn with_revalidation(layer: SessionLayer<TestSession>, roles: RoleDb) -> SessionLayer<TestSession> {
     layer.revalidate_with(move |session: &TestSession| {
-        let current = session.user.as_ref().and_then(|user| roles.lock().unwrap().get(user).cloned());
+        let current = session
+            .user
+            .as_ref()
+            .and_then(|user| roles.lock().unwrap().get(user).cloned());
         let mut updated = session.clone();
         async move {
             match current {
@@ -147,7 +157,9 @@ impl Harness {
             .refresh_interval(time::Duration::minutes(1))
             .clock(clock.clone());
         let config = tweak(builder).build().expect("valid test configuration");
-        let revocation_store = session_axum::MemoryStore::builder().clock(Arc::new(clock.clone())).build();
+        let revocation_store = session_axum::MemoryStore::builder()
+            .clock(Arc::new(clock.clone()))
+            .build();
         let mut cookie_store = session_axum::session_core::CookieStore::new(config.clone());
         if revocations {
             cookie_store = cookie_store.revocations(revocation_store.clone());
@@ -184,7 +196,9 @@ impl Harness {
         struct NoProbe;
         impl StoreProbe for NoProbe {
             fn count(&self) -> BoxFuture<'_, u64> {
-                Box::pin(async { unreachable!("tests built with_store count through their own handle") })
+                Box::pin(async {
+                    unreachable!("tests built with_store count through their own handle")
+                })
             }
         }
         let builder = SessionConfig::testing(SECRET)
@@ -209,7 +223,8 @@ impl Harness {
 
     /// Sends a request with an optional `Cookie` header.
     pub async fn send(&self, method: Method, uri: &str, cookie: Option<&str>) -> TestResponse {
-        self.send_with(method, uri, cookie, HeaderMap::new(), "").await
+        self.send_with(method, uri, cookie, HeaderMap::new(), "")
+            .await
     }
 
     pub async fn get(&self, uri: &str, cookie: Option<&str>) -> TestResponse {
@@ -222,13 +237,18 @@ impl Harness {
 
     /// Posts the login form for `user` (password `pw`).
     pub async fn login(&self, user: &str, cookie: Option<&str>) -> TestResponse {
-        self.post_form("/login", cookie, &format!("user={user}&pass=pw")).await
+        self.post_form("/login", cookie, &format!("user={user}&pass=pw"))
+            .await
     }
 
     pub async fn post_form(&self, uri: &str, cookie: Option<&str>, form: &str) -> TestResponse {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
-        self.send_with(Method::POST, uri, cookie, headers, form).await
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        self.send_with(Method::POST, uri, cookie, headers, form)
+            .await
     }
 
     pub async fn send_with(
@@ -281,13 +301,20 @@ impl TestResponse {
 
     /// The `Set-Cookie` values for the session cookie `id`.
     pub fn session_cookies(&self) -> Vec<String> {
-        self.set_cookies().into_iter().filter(|c| c.starts_with("id=")).collect()
+        self.set_cookies()
+            .into_iter()
+            .filter(|c| c.starts_with("id="))
+            .collect()
     }
 
     /// The one session `Set-Cookie`, which must exist.
     pub fn session_set_cookie(&self) -> String {
         let cookies = self.session_cookies();
-        assert_eq!(cookies.len(), 1, "expected exactly one session Set-Cookie, got {cookies:?}");
+        assert_eq!(
+            cookies.len(),
+            1,
+            "expected exactly one session Set-Cookie, got {cookies:?}"
+        );
         cookies.into_iter().next().unwrap()
     }
 
@@ -298,13 +325,19 @@ impl TestResponse {
     }
 
     pub fn location(&self) -> Option<&str> {
-        self.headers.get(header::LOCATION).map(|v| v.to_str().unwrap())
+        self.headers
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap())
     }
 }
 
 /// Splits a `Set-Cookie` header value into its value and sorted attributes.
 pub fn attributes(set_cookie: &str) -> Vec<String> {
-    let mut parts: Vec<String> = set_cookie.split(';').skip(1).map(|p| p.trim().to_owned()).collect();
+    let mut parts: Vec<String> = set_cookie
+        .split(';')
+        .skip(1)
+        .map(|p| p.trim().to_owned())
+        .collect();
     parts.sort();
     parts
 }

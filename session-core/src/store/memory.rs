@@ -14,6 +14,9 @@ use time::OffsetDateTime;
 use super::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
 use crate::{Clock, SessionId, SystemClock};
 
+/// One pool of sessions, keyed by id.
+type Pool = Cache<SessionId, Arc<StoredSession>>;
+
 /// Number of lock stripes that serialise operations on one id. A power of two.
 const STRIPES: usize = 64;
 
@@ -55,8 +58,8 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    authenticated: Cache<SessionId, Arc<StoredSession>>,
-    anonymous: Cache<SessionId, Arc<StoredSession>>,
+    authenticated: Pool,
+    anonymous: Pool,
     identities: Mutex<HashMap<String, HashSet<SessionId>>>,
     stripes: Vec<Mutex<()>>,
     clock: Arc<dyn Clock>,
@@ -249,7 +252,7 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn pool(&self, identity: Option<&str>) -> &Cache<SessionId, Arc<StoredSession>> {
+    fn pool(&self, identity: Option<&str>) -> &Pool {
         if identity.is_some() {
             &self.inner.authenticated
         } else {
@@ -259,10 +262,7 @@ impl MemoryStore {
 
     /// Returns the live entry for `id` and the pool holding it. Must be
     /// called with the id's stripe locked.
-    fn find(
-        &self,
-        id: &SessionId,
-    ) -> Option<(Arc<StoredSession>, &Cache<SessionId, Arc<StoredSession>>)> {
+    fn find(&self, id: &SessionId) -> Option<(Arc<StoredSession>, &Pool)> {
         let now = self.inner.clock.now();
         for pool in [&self.inner.authenticated, &self.inner.anonymous] {
             if let Some(session) = pool.get(id) {
@@ -478,11 +478,13 @@ mod tests {
         let store = store(&clock);
         for _ in 0..10_000 {
             let mut session = conformance::stored(&clock, None, b"x");
-            session.expires_at = Some(clock.now() + time::Duration::seconds(1));
+            // moka also expires entries on its own real-time clock, so the
+            // deadline must lie far beyond the test's real duration.
+            session.expires_at = Some(clock.now() + time::Duration::minutes(10));
             store.create(&session).await.unwrap();
         }
         assert_eq!(store.stats().live_sessions, 10_000);
-        clock.advance(time::Duration::seconds(2));
+        clock.advance(time::Duration::minutes(11));
         assert_eq!(store.purge_expired(), 10_000);
         assert_eq!(store.stats().live_sessions, 0);
         assert_eq!(store.stats().expirations, 10_000);
