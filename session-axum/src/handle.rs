@@ -256,9 +256,9 @@ impl<T: SessionData> SessionHandle<T> {
 
         // The signature is checked before any store call, so forged or
         // malformed values never reach the store.
-        let Some(id) = values
+        let Some((id, signed_by_retired_key)) = values
             .iter()
-            .find_map(|value| SessionId::from_cookie_value(config.keys(), name, value))
+            .find_map(|value| SessionId::verify_cookie_value(config.keys(), name, value))
         else {
             tracing::warn!(
                 "session cookie failed the signature check; treating the request as anonymous"
@@ -268,6 +268,7 @@ impl<T: SessionData> SessionHandle<T> {
             self.event(SessionEventKind::Tampered, None, None);
             return Ok(None);
         };
+        state.reissue_cookie = signed_by_retired_key;
 
         let Some(guard) = self
             .shared

@@ -81,3 +81,42 @@ async fn anonymous_churn_keeps_signed_in_users() {
     assert_eq!(me.body, "user-a");
     assert!(store.stats().live_sessions <= 1_001, "{:?}", store.stats());
 }
+
+/// A cookie signed with a retired key is accepted and re-issued under the
+/// current key, so the retired key can later be dropped without logouts.
+#[tokio::test]
+async fn retired_signing_key_is_replaced_on_the_next_request() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let new_secret = b"the next secret, also 32 bytes!!";
+
+    let before = support::Harness::with_store(store.clone(), clock.clone(), |b| b);
+    let old_cookie = before.login("user-a", None).await.cookie();
+
+    let rotated = support::Harness::with_store(store.clone(), clock.clone(), |b| {
+        b.secret(new_secret).retired_secret(support::SECRET)
+    });
+    let me = rotated.get("/me", Some(&old_cookie)).await;
+    assert_eq!(me.status, axum::http::StatusCode::OK);
+    let new_cookie = me.cookie();
+    assert_ne!(new_cookie, old_cookie, "re-signed under the current key");
+    assert_eq!(
+        support::id_of(&new_cookie),
+        support::id_of(&old_cookie),
+        "same session"
+    );
+    assert!(rotated
+        .get("/me", Some(&new_cookie))
+        .await
+        .session_cookies()
+        .is_empty());
+
+    let after = support::Harness::with_store(store, clock, |b| b.secret(new_secret));
+    assert_eq!(after.get("/me", Some(&new_cookie)).await.body, "user-a");
+    assert_eq!(
+        after.get("/me", Some(&old_cookie)).await.status,
+        axum::http::StatusCode::UNAUTHORIZED
+    );
+}

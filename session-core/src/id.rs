@@ -84,6 +84,17 @@ impl SessionId {
     /// The grammar is checked first, so a malformed value costs no HMAC. A
     /// forged or foreign value returns `None` without touching any store.
     pub fn from_cookie_value(keys: &KeyRing, cookie_name: &str, value: &str) -> Option<Self> {
+        Self::verify_cookie_value(keys, cookie_name, value).map(|(id, _)| id)
+    }
+
+    /// Like [`SessionId::from_cookie_value`], and also returns true when a
+    /// retired key signed the value, so the caller can re-issue the cookie
+    /// under the current key before the retired key is dropped.
+    pub fn verify_cookie_value(
+        keys: &KeyRing,
+        cookie_name: &str,
+        value: &str,
+    ) -> Option<(Self, bool)> {
         if value.len() != SIGNED_ID_LEN || value.as_bytes()[SESSION_ID_ENCODED_LEN] != b'.' {
             return None;
         }
@@ -94,11 +105,11 @@ impl SessionId {
             _ => return None,
         }
 
-        let verified = keys.all().any(|(_, key)| {
+        keys.all().find_map(|(index, key)| {
             let expected = sign_with(key, Purpose::IdSignature, &[cookie_name.as_bytes(), &id.0]);
             constant_time_eq(&expected.as_ref()[..TAG_BYTES], &tag)
-        });
-        verified.then_some(id)
+                .then(|| (id.clone(), index != 0))
+        })
     }
 
     /// Returns a short keyed digest of the id, safe to log for correlation.
