@@ -51,6 +51,8 @@ pub use store::cookie::{CookieStore, CookieStoreError, LoadedCookie, DEFAULT_COO
 pub use store::memory::{MemoryStore, MemoryStoreStats};
 pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
 pub use store::resilient::{BreakerState, ResilientStore, ResilientStoreBuilder, RetryPolicy};
+#[cfg(feature = "redis")]
+pub use store::redis::{RedisConfigError, RedisStore, RedisStoreBuilder};
 pub use events::StoreEvent;
 pub use token::{OpenedToken, TokenError};
 

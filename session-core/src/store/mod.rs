@@ -11,6 +11,8 @@ use crate::SessionId;
 
 pub(crate) mod cookie;
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod resilient;
 
 /// A session as a server-side store holds it: the encoded record plus the

@@ -602,6 +602,12 @@ impl<S: SessionStore> SessionStore for ResilientStore<S> {
         })
         .await
     }
+
+    /// Shuts the wrapped store down directly, without timeout, retries or
+    /// breaker, because shutdown waits for its work to drain.
+    async fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.shutdown().await
+    }
 }
 
 #[cfg(test)]
@@ -632,6 +638,7 @@ mod tests {
         inner: MemoryStore,
         faults: Mutex<VecDeque<Fault>>,
         calls: AtomicU32,
+        shutdowns: AtomicU32,
     }
 
     impl ScriptedStore {
@@ -707,6 +714,10 @@ mod tests {
         async fn delete_by_identity(&self, identity: &str) -> Result<usize, StoreError> {
             self.enter().await?;
             self.inner.delete_by_identity(identity).await
+        }
+        async fn shutdown(&self) -> Result<(), StoreError> {
+            self.shutdowns.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         }
     }
 
@@ -796,6 +807,13 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(270), "{waited:?}");
         assert!(waited <= Duration::from_millis(330), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_reaches_the_wrapped_store() {
+        let (store, _) = resilient([]);
+        store.shutdown().await.unwrap();
+        assert_eq!(store.inner().shutdowns.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]
