@@ -33,13 +33,14 @@ mod token;
 pub use binding::{BindingMismatch, BindingPolicy, ClientInfo, Fingerprint, TrustedProxies};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{CodecError, RecordCodec, DEFAULT_MAX_DECOMPRESSED_BYTES};
-pub use cookie::{find_cookie_values, render_removal_cookie, render_set_cookie};
 pub use config::{
     Binding, ConfigError, CookieLifetime, CookieOptions, CookiePrefix, SameSite, SessionConfig,
     SessionConfigBuilder,
 };
+pub use cookie::{find_cookie_values, render_removal_cookie, render_set_cookie};
 pub use data::{Role, SessionData};
 pub use error::SessionError;
+pub use events::StoreEvent;
 pub use events::{
     dispatch as dispatch_event, NoEvents, SessionEvent, SessionEventKind, SessionEvents,
 };
@@ -49,11 +50,10 @@ pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
 pub use record::{SessionExpiry, SessionRecord};
 pub use store::cookie::{CookieStore, CookieStoreError, LoadedCookie, DEFAULT_COOKIE_BUDGET};
 pub use store::memory::{MemoryStore, MemoryStoreStats};
-pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
-pub use store::resilient::{BreakerState, ResilientStore, ResilientStoreBuilder, RetryPolicy};
 #[cfg(feature = "redis")]
 pub use store::redis::{RedisConfigError, RedisStore, RedisStoreBuilder};
-pub use events::StoreEvent;
+pub use store::resilient::{BreakerState, ResilientStore, ResilientStoreBuilder, RetryPolicy};
+pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
 pub use token::{OpenedToken, TokenError};
 
 #[cfg(feature = "test-suite")]
