@@ -29,17 +29,17 @@ fn redis_store(server: &RedisServer, clock: &ManualClock, timeout: Duration) -> 
         .unwrap()
 }
 
-fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, label: &str) {
     match result {
         Err(StoreError::Unavailable { .. }) => {}
-        other => panic!("{what}: expected Unavailable, got {other:?}"),
+        other => panic!("{label}: expected Unavailable, got {other:?}"),
     }
 }
 
-fn assert_transient<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+fn assert_transient<T: std::fmt::Debug>(result: Result<T, StoreError>, label: &str) {
     match result {
         Err(error) if error.is_transient() => {}
-        other => panic!("{what}: expected a connection error or timeout, got {other:?}"),
+        other => panic!("{label}: expected a connection error or timeout, got {other:?}"),
     }
 }
 
@@ -273,7 +273,7 @@ async fn breaker_opens_and_recovers_through_one_probe() {
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     // Hold the probe on a paused server and check that nothing else passes.
-    client_command(&server, &["PAUSE", "1000", "ALL"]);
+    client_command(&server, &["PAUSE", "2000", "ALL"]);
     let probe = tokio::spawn({
         let store = store.clone();
         let id = session.id.clone();

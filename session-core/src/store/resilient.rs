@@ -938,7 +938,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn not_found_and_backend_errors_never_open_the_breaker() {
+    async fn breaker_ignores_not_found_and_backend_errors() {
         let store = ResilientStore::builder(ScriptedStore::with(vec![Fault::Backend; 10]))
             .max_attempts(1)
             .build();

@@ -331,6 +331,11 @@ impl RedisStore {
     /// Starts a builder for a standalone Redis at `url`, such as
     /// `redis://user:password@127.0.0.1:6379/2`. The store creates its own
     /// pool.
+    ///
+    /// NOTE: this crate does not enable the TLS features of the redis crate,
+    /// so `build` rejects `rediss://` URLs unless the application enables one
+    /// itself (Cargo shares a crate's features among all its users). TLS is
+    /// not tested here.
     pub fn from_url(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Url(url.into()))
     }
