@@ -12,20 +12,12 @@ use time::Duration;
 
 use super::{attributes, id_of, sid, Harness, ScriptedIds, StoreFactory, SECRET};
 
-/// Expands to one `#[tokio::test]` per case, run against the given factory.
+/// Calls `$callback!($($args)*; <every case name>)`, so that the list of
+/// cases is written once.
 #[macro_export]
-macro_rules! http_cases {
-    ($factory:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let factory = $factory;
-                $crate::support::cases::$case(&factory).await;
-            }
-        )*
-    };
-    ($factory:expr) => {
-        $crate::http_cases!($factory;
+macro_rules! http_case_names {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $crate::$callback!($($args)*;
             ids_are_unique_fixed_length_and_random,
             unknown_signed_ids_are_never_adopted,
             forged_cookies_never_reach_the_store,
@@ -62,6 +54,42 @@ macro_rules! http_cases {
             undecodable_records_are_treated_as_absent,
             role_changes_apply_on_the_next_request,
         );
+    };
+}
+
+/// Expands to one `#[tokio::test]` per case, each with a fresh factory.
+#[macro_export]
+macro_rules! http_cases {
+    ($factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::support::cases::$case(&factory).await;
+            }
+        )*
+    };
+    ($factory:expr) => {
+        $crate::http_case_names!(http_cases!($factory));
+    };
+}
+
+/// Runs every case in sequence inside the calling async function, with a
+/// fresh factory from `$make()` for each; for stores that are costly to
+/// start once per test, such as a Redis Cluster.
+#[macro_export]
+macro_rules! http_cases_in_sequence {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            {
+                let factory = $make();
+                eprintln!("case {}", stringify!($case));
+                $crate::support::cases::$case(&factory).await;
+            }
+        )*
+    };
+    ($make:expr) => {
+        $crate::http_case_names!(http_cases_in_sequence!($make));
     };
 }
 
