@@ -68,9 +68,11 @@ pub use layer::{Revalidation, SessionLayer, SessionService, StoreFailureMode};
 pub use rejection::{AuthRejection, GuardRejection, SessionRejection};
 
 pub use session_core;
+#[cfg(feature = "redis")]
+pub use session_core::RedisStore;
 pub use session_core::{
-    BindingPolicy, Clock, CookieLifetime, FlashLevel, FlashMessage, ManualClock, MemoryStore, Role,
-    SameSite, SessionConfig, SessionData, SessionEvent, SessionEventKind, SessionEvents,
-    SessionExpiry, SessionStore,
+    BindingPolicy, Clock, CookieLifetime, CookieStore, FlashLevel, FlashMessage, ManualClock,
+    MemoryStore, ResilientStore, Role, SameSite, SessionConfig, SessionData, SessionEvent,
+    SessionEventKind, SessionEvents, SessionExpiry, SessionStore,
 };
 pub use session_derive::Session;
