@@ -1,6 +1,7 @@
 //! The login app: `cargo run --example login_app`, then open
-//! <http://127.0.0.1:3000>. See `examples::login_app` for the environment
-//! variables and the pages.
+//! <http://127.0.0.1:3000>. `SESSION_STORE=cookie` or `SESSION_STORE=redis`
+//! selects another session store. See `examples::login_app` for the
+//! environment variables and the pages.
 
 use std::process::ExitCode;
 

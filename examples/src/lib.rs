@@ -4,6 +4,7 @@
 //! start them in-process; each `examples/*.rs` file is a thin `main`.
 //!
 //! - [`login_app`]: a complete sign-in flow with flash messages, guards and
-//!   a role-restricted page. Run it with `cargo run --example login_app`.
+//!   a role-restricted page, on the memory, cookie or Redis store. Run it
+//!   with `cargo run --example login_app`.
 
 pub mod login_app;

@@ -1,12 +1,23 @@
-//! The login app's whole contract over real HTTP: the app is served
-//! in-process on 127.0.0.1 and driven by reqwest with redirects off. The
-//! test keeps the session cookie itself, so that every `Set-Cookie` and
-//! every old cookie can be checked.
+//! The login app's whole contract over real HTTP, run against every store
+//! that `SESSION_STORE` selects: one module per store (`memory`, `cookie`,
+//! `redis`) runs the same test functions. The app is served in-process on
+//! 127.0.0.1 and driven by reqwest with redirects off. The test keeps the
+//! session cookie itself, so that every `Set-Cookie` and every old cookie
+//! can be checked.
+//!
+//! The Redis tests use `REDIS_URL` (default `redis://127.0.0.1:6379`) and a
+//! key prefix of their own, and delete only the keys under that prefix.
+//! Apps built by the tests read time from a `ManualClock` that never moves,
+//! so no session is refreshed or expires while a test runs.
 
-use examples::login_app::{LoginApp, SecretSource, Settings, StartError, StoreKind};
+use std::time::Duration;
+
+use deadpool_redis::redis as redis_client;
+use examples::login_app::{LoginApp, RedisSettings, SecretSource, Settings, StartError, StoreKind};
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
+use session_axum::{ManualClock, SessionConfig};
 use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
@@ -21,6 +32,189 @@ const COOKIE_DATE: &[FormatItem<'static>] = format_description!(
     "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
 );
 
+/// A store the contract runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Memory,
+    Cookie,
+    Redis,
+}
+
+impl Store {
+    fn kind(self) -> StoreKind {
+        match self {
+            Store::Memory => StoreKind::Memory,
+            Store::Cookie => StoreKind::Cookie,
+            Store::Redis => StoreKind::Redis,
+        }
+    }
+
+    /// Checks a response that changed the session but kept its id, such as
+    /// a page that showed (and so consumed) a flash message, and returns
+    /// the cookie value to send next.
+    ///
+    /// The cookie store seals the changed session into a new cookie value.
+    /// Server-side stores save it under the same id and send no cookie.
+    fn follow_update(self, reply: &Reply, cookie: &str) -> String {
+        match self {
+            Store::Cookie => {
+                let resealed = reply.only_cookie();
+                resealed.assert_session();
+                assert_ne!(
+                    resealed.value, cookie,
+                    "the cookie store re-seals every change"
+                );
+                resealed.value
+            }
+            Store::Memory | Store::Redis => {
+                reply.assert_no_cookie();
+                cookie.to_owned()
+            }
+        }
+    }
+
+    /// Returns true when sessions outlive the app instance that created
+    /// them, so a new instance with the same secret still serves them.
+    fn survives_restart(self) -> bool {
+        match self {
+            Store::Memory => false,
+            Store::Cookie | Store::Redis => true,
+        }
+    }
+}
+
+/// Returns the Redis URL of the tests: `REDIS_URL` or the local default.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The settings of one test, and the Redis keys it must delete at the end.
+///
+/// Every app that a fixture starts shares its settings: the same secret,
+/// and for Redis the same key prefix, so they serve the same sessions.
+struct Fixture {
+    store: Store,
+    settings: Settings,
+}
+
+impl Fixture {
+    fn new(store: Store) -> Self {
+        let key_prefix = format!("login_app_test:{:016x}:", rand::random::<u64>());
+        let settings = Settings {
+            port: 0,
+            secret: SecretSource::Environment(SECRET.to_vec()),
+            store: store.kind(),
+            redis: RedisSettings {
+                url: redis_url(),
+                key_prefix,
+            },
+        };
+        Self { store, settings }
+    }
+
+    /// Starts an app whose session clock never moves.
+    async fn start(&self) -> Server {
+        let config = SessionConfig::development(SECRET)
+            .clock(ManualClock::starting_now())
+            .build()
+            .unwrap();
+        let app = LoginApp::with_config(&self.settings, config).await.unwrap();
+        Server::serve(app).await
+    }
+
+    /// Starts an app as `cargo run --example login_app` builds it, on the
+    /// system clock.
+    async fn start_from_settings(&self) -> Server {
+        let app = LoginApp::from_settings(&self.settings).await.unwrap();
+        Server::serve(app).await
+    }
+
+    /// Returns the Redis keys under this fixture's prefix, sorted.
+    async fn redis_keys(&self) -> Vec<String> {
+        let pattern = format!("{}*", self.settings.redis.key_prefix);
+        let mut connection = redis_connection().await;
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        // SCAN visits the whole keyspace in a bounded number of calls.
+        for _ in 0..100_000 {
+            let (next, batch): (u64, Vec<String>) = redis_client::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Returns the session keys under this fixture's prefix, without the
+    /// identity index keys.
+    async fn redis_session_keys(&self) -> Vec<String> {
+        let index = format!("{}identity:", self.settings.redis.key_prefix);
+        self.redis_keys()
+            .await
+            .into_iter()
+            .filter(|key| !key.starts_with(&index))
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    /// Deletes the keys under this fixture's prefix, and only those. It runs
+    /// when a test fails too. Errors are ignored, because the keys expire at
+    /// their session's deadline anyway.
+    fn drop(&mut self) {
+        if self.store != Store::Redis {
+            return;
+        }
+        let Ok(client) = redis_client::Client::open(self.settings.redis.url.as_str()) else {
+            return;
+        };
+        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_secs(5)) else {
+            return;
+        };
+        let pattern = format!("{}*", self.settings.redis.key_prefix);
+        let mut cursor = 0u64;
+        for _ in 0..100_000 {
+            let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis_client::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query(&mut connection)
+            else {
+                return;
+            };
+            for key in keys {
+                let _: Result<i64, _> = redis_client::cmd("DEL").arg(&key).query(&mut connection);
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+}
+
+async fn redis_connection() -> redis_client::aio::MultiplexedConnection {
+    redis_client::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// The app served on an ephemeral port of 127.0.0.1.
 struct Server {
     base: String,
@@ -30,13 +224,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start() -> Self {
-        let settings = Settings {
-            port: 0,
-            secret: SecretSource::Environment(SECRET.to_vec()),
-            store: StoreKind::Memory,
-        };
-        let app = LoginApp::from_settings(&settings).unwrap();
+    async fn serve(app: LoginApp) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -55,7 +243,6 @@ impl Server {
             task,
         }
     }
-
     /// Stops the server gracefully and checks that it shut down cleanly.
     async fn stop(self) {
         self.stop.send(()).unwrap();
@@ -260,9 +447,80 @@ fn welcome(username: &str) -> String {
     format!("Welcome, {username}!")
 }
 
-#[tokio::test]
-async fn anonymous_home_links_to_login() {
-    let server = Server::start().await;
+fn notice(text: &str) -> Vec<(String, String)> {
+    vec![("notice".to_owned(), text.to_owned())]
+}
+
+fn invalid_credentials() -> Vec<(String, String)> {
+    vec![(
+        "error".to_owned(),
+        "Invalid username or password".to_owned(),
+    )]
+}
+
+/// Runs every contract test against one store, in a module named after it.
+macro_rules! store_contract {
+    ($module:ident, $store:expr) => {
+        mod $module {
+            use super::Store;
+
+            const STORE: Store = $store;
+
+            #[tokio::test]
+            async fn anonymous_home_links_to_login() {
+                super::anonymous_home_links_to_login(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn login_page_fills_only_safe_next() {
+                super::login_page_fills_only_safe_next(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn guarded_pages_redirect_anonymous_visitors_to_login() {
+                super::guarded_pages_redirect_anonymous_visitors_to_login(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn alice_signs_in_and_out() {
+                super::alice_signs_in_and_out(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn bob_gets_a_forbidden_page_on_admin() {
+                super::bob_gets_a_forbidden_page_on_admin(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn unsafe_next_is_never_followed() {
+                super::unsafe_next_is_never_followed(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn unknown_user_and_wrong_password_look_alike() {
+                super::unknown_user_and_wrong_password_look_alike(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn unknown_path_gets_an_escaped_404_page() {
+                super::unknown_path_gets_an_escaped_404_page(STORE).await;
+            }
+
+            #[tokio::test]
+            async fn restart_keeps_sessions_of_persistent_stores() {
+                super::restart_keeps_sessions_of_persistent_stores(STORE).await;
+            }
+        }
+    };
+}
+
+store_contract!(memory, Store::Memory);
+store_contract!(cookie, Store::Cookie);
+store_contract!(redis, Store::Redis);
+
+async fn anonymous_home_links_to_login(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     let home = server.get("/", None).await;
     assert_eq!(home.status, StatusCode::OK);
@@ -280,9 +538,9 @@ async fn anonymous_home_links_to_login() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn login_page_fills_only_safe_next() {
-    let server = Server::start().await;
+async fn login_page_fills_only_safe_next(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     let page = server.get("/login", None).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -359,9 +617,9 @@ async fn login_page_fills_only_safe_next() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn guarded_pages_redirect_anonymous_visitors_to_login() {
-    let server = Server::start().await;
+async fn guarded_pages_redirect_anonymous_visitors_to_login(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     let profile = server.get("/profile", None).await;
     assert_eq!(profile.status, StatusCode::SEE_OTHER);
@@ -376,9 +634,18 @@ async fn guarded_pages_redirect_anonymous_visitors_to_login() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn alice_signs_in_and_out() {
-    let server = Server::start().await;
+/// Checks that `cookie` no longer opens a session: the guarded page
+/// redirects to the login form and the cookie is removed.
+async fn assert_anonymous(server: &Server, cookie: &str) {
+    let stale = server.get("/profile", Some(cookie)).await;
+    assert_eq!(stale.status, StatusCode::SEE_OTHER);
+    assert_eq!(stale.location.as_deref(), Some("/login?next=%2Fprofile"));
+    stale.only_cookie().assert_removal();
+}
+
+async fn alice_signs_in_and_out(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     // A wrong password: back to the form, `next` kept, the error queued in
     // a new anonymous session.
@@ -386,50 +653,42 @@ async fn alice_signs_in_and_out() {
     assert_eq!(failed.status, StatusCode::SEE_OTHER);
     assert_eq!(failed.location.as_deref(), Some("/login?next=%2Fprofile"));
     assert_eq!(failed.body, "");
-    let anonymous = failed.only_cookie();
-    anonymous.assert_session();
+    let first_anonymous = failed.only_cookie();
+    first_anonymous.assert_session();
 
     let form = server
-        .get("/login?next=%2Fprofile", Some(&anonymous.value))
+        .get("/login?next=%2Fprofile", Some(&first_anonymous.value))
         .await;
     assert_eq!(form.status, StatusCode::OK);
-    form.assert_no_cookie();
-    assert_eq!(
-        form.flash(),
-        [(
-            "error".to_owned(),
-            "Invalid username or password".to_owned()
-        )]
-    );
+    assert_eq!(form.flash(), invalid_credentials());
     assert!(
         form.body.contains(r#"name="next" value="&#x2f;profile">"#),
         "{}",
         form.body
     );
+    let anonymous = store.follow_update(&form, &first_anonymous.value);
 
     // The flash was shown once.
-    let home = server.get("/", Some(&anonymous.value)).await;
+    let home = server.get("/", Some(&anonymous)).await;
     assert_eq!(home.status, StatusCode::OK);
+    home.assert_no_cookie();
     assert_eq!(home.flash(), []);
 
     // The right password: a new session id, and on to `next`.
     let signed_in = server
-        .login("alice", "wonderland", "/profile", Some(&anonymous.value))
+        .login("alice", "wonderland", "/profile", Some(&anonymous))
         .await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     assert_eq!(signed_in.location.as_deref(), Some("/profile"));
-    let alice = signed_in.only_cookie();
-    alice.assert_session();
-    assert_ne!(alice.value, anonymous.value);
+    let first_alice = signed_in.only_cookie();
+    first_alice.assert_session();
+    assert_ne!(first_alice.value, anonymous);
+    assert_ne!(first_alice.value, first_anonymous.value);
 
-    let profile = server.get("/profile", Some(&alice.value)).await;
+    let profile = server.get("/profile", Some(&first_alice.value)).await;
     assert_eq!(profile.status, StatusCode::OK);
     profile.assert_html();
-    profile.assert_no_cookie();
-    assert_eq!(
-        profile.flash(),
-        [("notice".to_owned(), "Welcome back, alice!".to_owned())]
-    );
+    assert_eq!(profile.flash(), notice("Welcome back, alice!"));
     assert!(
         profile.body.contains("<dt>Username</dt><dd>alice</dd>"),
         "{}",
@@ -452,89 +711,86 @@ async fn alice_signs_in_and_out() {
         "{}",
         profile.body
     );
+    let alice = store.follow_update(&profile, &first_alice.value);
 
-    let profile = server.get("/profile", Some(&alice.value)).await;
+    let profile = server.get("/profile", Some(&alice)).await;
     assert_eq!(profile.status, StatusCode::OK);
+    profile.assert_no_cookie();
     assert_eq!(profile.flash(), []);
 
-    let home = server.get("/", Some(&alice.value)).await;
+    let home = server.get("/", Some(&alice)).await;
     assert_eq!(home.status, StatusCode::OK);
+    home.assert_no_cookie();
     assert!(home.body.contains(&welcome("alice")), "{}", home.body);
     assert!(!home.body.contains(r#"<a href="/login">"#), "{}", home.body);
 
-    let admin = server.get("/admin", Some(&alice.value)).await;
+    let admin = server.get("/admin", Some(&alice)).await;
     assert_eq!(admin.status, StatusCode::OK);
     admin.assert_html();
+    admin.assert_no_cookie();
     assert!(admin.body.contains("<h1>Admin</h1>"), "{}", admin.body);
 
-    // The cookie from before the sign-in is anonymous now, and is removed.
-    let stale = server.get("/profile", Some(&anonymous.value)).await;
-    assert_eq!(stale.status, StatusCode::SEE_OTHER);
-    assert_eq!(stale.location.as_deref(), Some("/login?next=%2Fprofile"));
-    stale.only_cookie().assert_removal();
+    // Every cookie from before the sign-in is anonymous now, and is removed.
+    assert_anonymous(&server, &first_anonymous.value).await;
+    assert_anonymous(&server, &anonymous).await;
 
     // Sign out: the session is destroyed and the goodbye lives in a new one.
-    let signed_out = server.post("/logout", &[], Some(&alice.value)).await;
+    let signed_out = server.post("/logout", &[], Some(&alice)).await;
     assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
     assert_eq!(signed_out.location.as_deref(), Some("/"));
-    let after = signed_out.only_cookie();
-    after.assert_session();
-    assert_ne!(after.value, alice.value);
+    let first_after = signed_out.only_cookie();
+    first_after.assert_session();
+    assert_ne!(first_after.value, alice);
 
-    let home = server.get("/", Some(&after.value)).await;
+    let home = server.get("/", Some(&first_after.value)).await;
     assert_eq!(home.status, StatusCode::OK);
-    home.assert_no_cookie();
-    assert_eq!(
-        home.flash(),
-        [("notice".to_owned(), "Goodbye, alice!".to_owned())]
-    );
+    assert_eq!(home.flash(), notice("Goodbye, alice!"));
     assert!(!home.body.contains(&welcome("alice")), "{}", home.body);
     assert!(
         home.body.contains(r#"<a href="/login">Sign in</a>"#),
         "{}",
         home.body
     );
+    let after = store.follow_update(&home, &first_after.value);
 
-    let home = server.get("/", Some(&after.value)).await;
+    let home = server.get("/", Some(&after)).await;
+    home.assert_no_cookie();
     assert_eq!(home.flash(), []);
 
-    // The signed-in cookie no longer opens anything.
-    let old = server.get("/profile", Some(&alice.value)).await;
-    assert_eq!(old.status, StatusCode::SEE_OTHER);
-    assert_eq!(old.location.as_deref(), Some("/login?next=%2Fprofile"));
-    old.only_cookie().assert_removal();
+    // No signed-in cookie opens anything any more.
+    for old in [&first_alice.value, &alice] {
+        assert_anonymous(&server, old).await;
 
-    let old = server.get("/", Some(&alice.value)).await;
-    assert_eq!(old.status, StatusCode::OK);
-    assert!(!old.body.contains(&welcome("alice")), "{}", old.body);
-    assert_eq!(old.flash(), []);
-    old.only_cookie().assert_removal();
+        let home = server.get("/", Some(old)).await;
+        assert_eq!(home.status, StatusCode::OK);
+        assert!(!home.body.contains(&welcome("alice")), "{}", home.body);
+        assert_eq!(home.flash(), []);
+        home.only_cookie().assert_removal();
 
-    let old = server.get("/admin", Some(&alice.value)).await;
-    assert_eq!(old.status, StatusCode::SEE_OTHER);
-    assert_eq!(old.location.as_deref(), Some("/login?next=%2Fadmin"));
+        let admin = server.get("/admin", Some(old)).await;
+        assert_eq!(admin.status, StatusCode::SEE_OTHER);
+        assert_eq!(admin.location.as_deref(), Some("/login?next=%2Fadmin"));
+    }
 
     server.stop().await;
 }
 
-#[tokio::test]
-async fn bob_gets_a_forbidden_page_on_admin() {
-    let server = Server::start().await;
+async fn bob_gets_a_forbidden_page_on_admin(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     let signed_in = server.login("bob", "builder", "", None).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     assert_eq!(signed_in.location.as_deref(), Some("/"));
-    let bob = signed_in.only_cookie();
-    bob.assert_session();
+    let first_bob = signed_in.only_cookie();
+    first_bob.assert_session();
 
-    let home = server.get("/", Some(&bob.value)).await;
+    let home = server.get("/", Some(&first_bob.value)).await;
     assert!(home.body.contains(&welcome("bob")), "{}", home.body);
-    assert_eq!(
-        home.flash(),
-        [("notice".to_owned(), "Welcome back, bob!".to_owned())]
-    );
+    assert_eq!(home.flash(), notice("Welcome back, bob!"));
+    let bob = store.follow_update(&home, &first_bob.value);
 
-    let admin = server.get("/admin", Some(&bob.value)).await;
+    let admin = server.get("/admin", Some(&bob)).await;
     assert_eq!(admin.status, StatusCode::FORBIDDEN);
     admin.assert_html();
     admin.assert_no_cookie();
@@ -548,8 +804,9 @@ async fn bob_gets_a_forbidden_page_on_admin() {
     );
     assert!(admin.body.contains("Signed in as bob"), "{}", admin.body);
 
-    let profile = server.get("/profile", Some(&bob.value)).await;
+    let profile = server.get("/profile", Some(&bob)).await;
     assert_eq!(profile.status, StatusCode::OK);
+    profile.assert_no_cookie();
     assert!(
         profile
             .body
@@ -566,9 +823,9 @@ async fn bob_gets_a_forbidden_page_on_admin() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unsafe_next_is_never_followed() {
-    let server = Server::start().await;
+async fn unsafe_next_is_never_followed(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     for unsafe_next in [
         "//evil.example",
@@ -601,9 +858,9 @@ async fn unsafe_next_is_never_followed() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_user_and_wrong_password_look_alike() {
-    let server = Server::start().await;
+async fn unknown_user_and_wrong_password_look_alike(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     let unknown = server
         .login("mallory", "wonderland", "/profile", None)
@@ -617,21 +874,16 @@ async fn unknown_user_and_wrong_password_look_alike() {
         cookie.assert_session();
 
         let form = server.get("/login", Some(&cookie.value)).await;
-        assert_eq!(
-            form.flash(),
-            [(
-                "error".to_owned(),
-                "Invalid username or password".to_owned()
-            )]
-        );
+        assert_eq!(form.flash(), invalid_credentials());
+        store.follow_update(&form, &cookie.value);
     }
 
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_path_gets_an_escaped_404_page() {
-    let server = Server::start().await;
+async fn unknown_path_gets_an_escaped_404_page(store: Store) {
+    let fixture = Fixture::new(store);
+    let server = fixture.start().await;
 
     let missing = server.get("/no/such/page", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -655,4 +907,142 @@ async fn unknown_path_gets_an_escaped_404_page() {
     assert!(!quoted.body.contains("it's"), "{}", quoted.body);
 
     server.stop().await;
+}
+
+/// Checks that a new app instance with the same settings (a restart) still
+/// serves the sessions of the cookie and Redis stores, and has lost those of
+/// the memory store.
+async fn restart_keeps_sessions_of_persistent_stores(store: Store) {
+    let fixture = Fixture::new(store);
+    let first = fixture.start().await;
+    let signed_in = first.login("bob", "builder", "/profile", None).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let bob = signed_in.only_cookie().value;
+    first.stop().await;
+
+    let second = fixture.start().await;
+    let profile = second.get("/profile", Some(&bob)).await;
+    if store.survives_restart() {
+        assert_eq!(profile.status, StatusCode::OK);
+        assert!(
+            profile.body.contains("<dt>Username</dt><dd>bob</dd>"),
+            "{}",
+            profile.body
+        );
+        assert_eq!(profile.flash(), notice("Welcome back, bob!"));
+        store.follow_update(&profile, &bob);
+    } else {
+        assert_eq!(profile.status, StatusCode::SEE_OTHER);
+        assert_eq!(profile.location.as_deref(), Some("/login?next=%2Fprofile"));
+        profile.only_cookie().assert_removal();
+    }
+
+    second.stop().await;
+}
+
+/// Redis keeps each session under the prefix, sealed so that no session
+/// data is readable in the database, and deletes it at logout.
+#[tokio::test]
+async fn redis_sessions_are_sealed_under_prefix() {
+    let fixture = Fixture::new(Store::Redis);
+    let prefix = fixture.settings.redis.key_prefix.clone();
+    let server = fixture.start().await;
+    assert_eq!(fixture.redis_keys().await, Vec::<String>::new());
+
+    let signed_in = server.login("alice", "wonderland", "", None).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let alice = signed_in.only_cookie().value;
+
+    let keys = fixture.redis_keys().await;
+    assert_eq!(
+        keys.len(),
+        2,
+        "one session and one identity index: {keys:?}"
+    );
+    let sessions = fixture.redis_session_keys().await;
+    assert_eq!(sessions.len(), 1, "{keys:?}");
+    let session_key = &sessions[0];
+    assert!(
+        session_key.starts_with(&format!("{prefix}{{")),
+        "{session_key}"
+    );
+    assert!(
+        keys.iter()
+            .any(|key| key.starts_with(&format!("{prefix}identity:{{"))),
+        "{keys:?}"
+    );
+
+    let mut connection = redis_connection().await;
+    let stored: Vec<u8> = redis_client::cmd("GET")
+        .arg(session_key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    for plain in [&b"alice"[..], b"example.test", b"admin", b"Welcome"] {
+        assert!(
+            !stored.windows(plain.len()).any(|window| window == plain),
+            "{:?} is readable in the stored session",
+            String::from_utf8_lossy(plain)
+        );
+    }
+
+    let signed_out = server.post("/logout", &[], Some(&alice)).await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    let sessions_after = fixture.redis_session_keys().await;
+    assert!(
+        !sessions_after.contains(session_key),
+        "the signed-in session is still stored: {sessions_after:?}"
+    );
+    // The goodbye message lives in a new anonymous session.
+    assert_eq!(sessions_after.len(), 1, "{sessions_after:?}");
+
+    server.stop().await;
+}
+
+/// Two instances on one Redis, with the same secret and key prefix, behave
+/// as one app: a session made on one is served, and destroyed, by the other.
+#[tokio::test]
+async fn two_redis_instances_share_sessions() {
+    let fixture = Fixture::new(Store::Redis);
+    let a = fixture.start_from_settings().await;
+    let b = fixture.start_from_settings().await;
+
+    let signed_in = a.login("alice", "wonderland", "/profile", None).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.location.as_deref(), Some("/profile"));
+    let alice = signed_in.only_cookie();
+    alice.assert_session();
+
+    let profile = b.get("/profile", Some(&alice.value)).await;
+    assert_eq!(profile.status, StatusCode::OK);
+    profile.assert_no_cookie();
+    assert_eq!(profile.flash(), notice("Welcome back, alice!"));
+    assert!(
+        profile.body.contains("<dt>Username</dt><dd>alice</dd>"),
+        "{}",
+        profile.body
+    );
+
+    // B consumed the flash message; A sees that.
+    let home = a.get("/", Some(&alice.value)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    home.assert_no_cookie();
+    assert!(home.body.contains(&welcome("alice")), "{}", home.body);
+    assert_eq!(home.flash(), []);
+
+    let signed_out = b.post("/logout", &[], Some(&alice.value)).await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_out.location.as_deref(), Some("/"));
+    let after = signed_out.only_cookie();
+    after.assert_session();
+
+    assert_anonymous(&a, &alice.value).await;
+    let home = a.get("/", Some(&after.value)).await;
+    assert_eq!(home.status, StatusCode::OK);
+    home.assert_no_cookie();
+    assert_eq!(home.flash(), notice("Goodbye, alice!"));
+
+    a.stop().await;
+    b.stop().await;
 }

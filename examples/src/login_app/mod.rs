@@ -15,8 +15,25 @@
 //! - `PORT`: the port on 127.0.0.1 (default 3000).
 //! - `SESSION_SECRET`: at least 32 bytes. When unset, a random secret is
 //!   drawn at start-up, so sessions do not survive a restart.
-//! - `SESSION_STORE`: the session store, `memory` (the default).
+//! - `SESSION_STORE`: the session store, one of
+//!   - `memory` (the default): sessions live in this process and are lost
+//!     when it stops.
+//!   - `cookie`: each session is sealed (AES-256-GCM) into its cookie, so
+//!     the server keeps no sessions. Ids of logged-out sessions are kept in
+//!     memory, so that copies of a logged-out cookie are anonymous. After a
+//!     restart those copies are valid again until they expire.
+//!   - `redis`: sessions live in Redis, sealed at rest with keys derived
+//!     from `SESSION_SECRET`, behind retries and a circuit breaker. Every
+//!     instance with the same `SESSION_SECRET`, `REDIS_URL` and
+//!     `SESSION_REDIS_PREFIX` serves the same sessions.
+//! - `REDIS_URL`: the Redis server for `redis` (default
+//!   `redis://127.0.0.1:6379`). The app sends a `PING` at start-up and
+//!   exits with an error if Redis does not reply.
+//! - `SESSION_REDIS_PREFIX`: the prefix of every Redis key the app writes
+//!   (default `login_app:session:`).
 //! - `RUST_LOG`: the log filter, such as `debug` (default `info`).
+//!
+//! The store in use is printed at start-up.
 //!
 //! The session cookie comes from `SessionConfig::development`, which leaves
 //! out `Secure` so that browsers keep it on plain-HTTP localhost. Use
@@ -32,6 +49,7 @@
 mod routes;
 mod session;
 mod settings;
+mod store;
 mod templates;
 mod users;
 
@@ -41,13 +59,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use rand::TryRngCore;
-use session_axum::session_core::ConfigError;
-use session_axum::{MemoryStore, SessionConfig, SessionLayer};
+use session_axum::session_core::{ConfigError, RedisConfigError, StoreError};
+use session_axum::{SessionConfig, SessionLayer};
 use tokio::net::TcpListener;
 
 pub use routes::{router, AppState};
 pub use session::{Admin, UserSession};
-pub use settings::{SecretSource, Settings, SettingsError, StoreKind, DEFAULT_PORT};
+pub use settings::{
+    RedisSettings, SecretSource, Settings, SettingsError, StoreKind, DEFAULT_PORT,
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_URL,
+};
 pub use templates::Templates;
 pub use users::{DemoAccount, User, Users, DEMO_ACCOUNTS};
 
@@ -65,6 +86,21 @@ pub enum StartError {
     Random(rand::rand_core::OsError),
     /// Hashing the demo passwords failed.
     PasswordHash(argon2::password_hash::Error),
+    /// `REDIS_URL` or `SESSION_REDIS_PREFIX` is invalid.
+    RedisConfig {
+        /// `REDIS_URL` without its password.
+        url: String,
+        /// The store builder's error.
+        source: RedisConfigError,
+    },
+    /// The start-up `PING` to the Redis server at `REDIS_URL` failed, such as
+    /// when nothing listens there or the password is wrong.
+    RedisUnavailable {
+        /// `REDIS_URL` without its password.
+        url: String,
+        /// The store's error.
+        source: StoreError,
+    },
     /// The listening socket could not be opened.
     Bind {
         /// The address that was requested.
@@ -84,6 +120,12 @@ impl fmt::Display for StartError {
             StartError::PasswordHash(error) => {
                 write!(f, "could not hash the demo passwords: {error}")
             }
+            StartError::RedisConfig { url, source } => store::describe_config_error(f, url, source),
+            StartError::RedisUnavailable { url, source } => write!(
+                f,
+                "the start-up PING to Redis at REDIS_URL {url} failed: {source}; check that Redis \
+                 is running there and that the address and password in REDIS_URL are right"
+            ),
             StartError::Bind { address, source } => {
                 write!(
                     f,
@@ -102,6 +144,8 @@ impl std::error::Error for StartError {
             StartError::Random(error) => Some(error),
             StartError::Bind { source, .. } => Some(source),
             StartError::Serve(error) => Some(error),
+            StartError::RedisConfig { source, .. } => Some(source),
+            StartError::RedisUnavailable { source, .. } => Some(source),
             StartError::PasswordHash(_) => None,
         }
     }
@@ -119,15 +163,32 @@ pub struct LoginApp {
 
 impl LoginApp {
     /// Builds the session configuration, the store, the demo users and the
-    /// router from `settings`.
+    /// router from `settings`. For `SESSION_STORE=redis` this sends one
+    /// `PING` to check that Redis is reachable.
     ///
     /// # Errors
     ///
     /// A [`StartError`] when the secret is too short, no random secret can
-    /// be drawn, or the demo passwords cannot be hashed.
-    pub fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+    /// be drawn, the Redis settings are invalid, Redis is unreachable, or
+    /// the demo passwords cannot be hashed.
+    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
         let config = session_config(&settings.secret)?;
-        let layer = session_layer(settings.store, config);
+        Self::with_config(settings, config).await
+    }
+
+    /// Builds the app as [`LoginApp::from_settings`] does, but with a
+    /// session configuration of the caller's, such as one with a
+    /// `ManualClock` in tests. `settings.secret` is not used.
+    ///
+    /// # Errors
+    ///
+    /// A [`StartError`] when the Redis settings are invalid, Redis is
+    /// unreachable, or the demo passwords cannot be hashed.
+    pub async fn with_config(
+        settings: &Settings,
+        config: SessionConfig,
+    ) -> Result<Self, StartError> {
+        let layer = store::session_layer(settings, config).await?;
         let users = Users::demo().map_err(StartError::PasswordHash)?;
         Ok(Self {
             router: router(layer.clone(), users),
@@ -177,13 +238,6 @@ fn session_config(secret: &SecretSource) -> Result<SessionConfig, StartError> {
     builder.build().map_err(StartError::Config)
 }
 
-/// Builds the session layer over the store that `SESSION_STORE` selects.
-fn session_layer(store: StoreKind, config: SessionConfig) -> SessionLayer<UserSession> {
-    match store {
-        StoreKind::Memory => SessionLayer::new(MemoryStore::default(), config),
-    }
-}
-
 /// Starts the app as `cargo run --example login_app` does: builds it from
 /// `settings`, listens on 127.0.0.1, prints the demo accounts and the
 /// address, and serves until `shutdown` completes.
@@ -196,7 +250,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let app = LoginApp::from_settings(&settings)?;
+    let app = LoginApp::from_settings(&settings).await?;
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port));
     let listener = TcpListener::bind(address)
         .await
@@ -210,8 +264,9 @@ pub async fn run(
             account.username, account.password, account.role
         );
     }
+    println!("session store: {}", store::describe(&settings));
     println!("listening on http://{local}");
-    tracing::info!(store = ?settings.store, %local, "login_app started");
+    tracing::info!(store = %settings.store, %local, "login_app started");
 
     app.serve(listener, shutdown).await
 }
@@ -220,14 +275,15 @@ pub async fn run(
 mod tests {
     use super::*;
 
-    #[test]
-    fn short_secret_is_a_config_error() {
+    #[tokio::test]
+    async fn short_secret_is_a_config_error() {
         let settings = Settings {
             port: 0,
             secret: SecretSource::Environment(b"too short".to_vec()),
             store: StoreKind::Memory,
+            redis: RedisSettings::default(),
         };
-        let error = LoginApp::from_settings(&settings).unwrap_err();
+        let error = LoginApp::from_settings(&settings).await.unwrap_err();
         assert!(matches!(error, StartError::Config(_)), "{error:?}");
         assert_eq!(
             error.to_string(),
