@@ -66,7 +66,7 @@ struct State<T> {
     expiry_changed: bool,
     regenerate: bool,
     /// The client sent a session cookie that led to no session: invalid,
-    /// unknown or expired. Answered with a removal cookie.
+    /// unknown or expired. The response then carries a removal cookie.
     stale_cookie: bool,
     /// Fail-open mode after a store failure: nothing is written back.
     degraded: bool,
@@ -638,7 +638,7 @@ impl<T: SessionData> SessionHandle<T> {
             Ok(_) => Ok(None),
             Err(error) => {
                 // The read succeeded; a failed slide only shortens the
-                // session, so the response stands.
+                // session, so the response is sent as it is.
                 tracing::warn!(%error, "session refresh failed; the idle deadline was not extended");
                 Ok(None)
             }
@@ -677,7 +677,7 @@ impl<T: SessionData> SessionHandle<T> {
     }
 }
 
-/// What an update did.
+/// The outcome of `write_back`.
 enum Updated {
     /// Saved to a server store.
     Server,

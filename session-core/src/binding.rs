@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::{constant_time_eq, KeyRing, Purpose};
 
-/// What to do when a loaded session's fingerprint does not match the client.
+/// The action taken when a loaded session's fingerprint does not match the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum BindingPolicy {
@@ -40,7 +40,7 @@ pub struct Fingerprint {
     user_agent: Option<[u8; 16]>,
 }
 
-/// Which parts of a fingerprint differ.
+/// The parts of a fingerprint that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BindingMismatch {
     /// The IP address (after masking) differs.

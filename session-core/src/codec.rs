@@ -21,7 +21,7 @@ const HEADER_LEN: usize = 4;
 /// Default cap on a decompressed record: 1 MiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 1024 * 1024;
 
-/// Why a record could not be encoded or decoded.
+/// The reason a record could not be encoded or decoded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CodecError {

@@ -117,7 +117,7 @@ impl CookieOptions {
     }
 }
 
-/// What a session is bound to. Binding is off by default.
+/// Session binding settings. Binding is off by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Binding {
@@ -125,7 +125,7 @@ pub struct Binding {
     pub ip: bool,
     /// Bind to the normalised User-Agent (product names and major versions).
     pub user_agent: bool,
-    /// What a mismatch does.
+    /// The action taken on a mismatch.
     pub policy: BindingPolicy,
     /// Prefix length IPv4 addresses are masked to before comparison
     /// (default 32: the exact address; 24 tolerates moves within a /24).
@@ -170,7 +170,7 @@ pub enum ConfigError {
     InvalidCookieName {
         /// The rejected name.
         name: String,
-        /// What is wrong with it.
+        /// The rule the name breaks.
         reason: &'static str,
     },
     /// `SameSite=None` without `Secure`.

@@ -16,7 +16,7 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// Salt for the HKDF extract step. Changing it changes every derived key.
 const HKDF_SALT: &[u8] = b"session-core/hkdf/v1";
 
-/// Why a secret was rejected.
+/// The reason a secret was rejected.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecretError {
@@ -101,7 +101,7 @@ impl Drop for Secret {
     }
 }
 
-/// What a derived key is used for. Each purpose has its own key, so a value
+/// The use of a derived key. Each purpose has its own key, so a value
 /// produced for one purpose never verifies or opens under another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -247,7 +247,7 @@ impl KeyRing {
         self.keys.len()
     }
 
-    /// Returns false: a ring always holds a current key.
+    /// Returns false, because a ring always contains a current key.
     pub fn is_empty(&self) -> bool {
         false
     }
