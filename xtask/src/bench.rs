@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: every criterion bench of the workspace, against a Redis.
+//! `cargo xtask bench`: every criterion bench of the workspace, then the ratio
+//! summary and the loopback load test of `session-bench`, against a Redis.
 
 use std::process::Command;
 
@@ -9,13 +10,19 @@ use crate::redis;
 /// Criterion options for `--quick`: 1 s warm-up and 2 s measurement per bench.
 const QUICK_CRITERION_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2"];
 
-/// Runs the bench targets of all workspace crates.
+/// Folder of the reports that `session-bench` writes, relative to the workspace root.
+const REPORT_FOLDER: &str = "target/session-bench";
+
+/// Runs the bench targets of all workspace crates, then `session-bench`'s
+/// `summary` (ratio tables from criterion's results) and `loadgen` (the
+/// loopback load test).
 ///
 /// Only targets declared as benches run (`--bench '*'`). Without that filter,
 /// `cargo bench` would also run the libtest harness of every library, which rejects
-/// criterion options such as `--warm-up-time`.
+/// criterion options such as `--warm-up-time`. The two binaries are built with the
+/// `bench` profile, so they reuse the artifacts that `cargo bench` built.
 pub(crate) fn run(options: BenchOptions) -> Result<(), String> {
-    let mut steps = Steps::new("bench", 3);
+    let mut steps = Steps::new("bench", 5);
 
     steps.start("look for bench targets");
     let bench_count = count_bench_targets()?;
@@ -31,13 +38,50 @@ pub(crate) fn run(options: BenchOptions) -> Result<(), String> {
 
     let mut bench = CargoCommand::new(&["bench", "--workspace", "--all-features", "--bench", "*"]);
     if options.quick {
-        bench = bench.args(&["--"]).args(QUICK_CRITERION_ARGS);
+        // session-bench reads this and shortens its route benches further.
+        bench = bench
+            .env("SESSION_BENCH_QUICK", "1")
+            .args(&["--"])
+            .args(QUICK_CRITERION_ARGS);
     }
     for (key, value) in redis.env_for_tests() {
         bench = bench.env(key, &value);
     }
     steps.start(&bench.to_string());
-    bench.run("see the build errors or failing bench above")
+    bench.run("see the build errors or failing bench above")?;
+
+    let summary = session_bench_binary("summary");
+    steps.start(&summary.to_string());
+    summary.run("see the error above; the criterion results are under target/criterion")?;
+
+    let mut loadgen = session_bench_binary("loadgen");
+    if options.quick {
+        loadgen = loadgen.args(&["--", "--quick"]);
+    }
+    for (key, value) in redis.env_for_tests() {
+        loadgen = loadgen.env(key, &value);
+    }
+    steps.start(&loadgen.to_string());
+    loadgen.run("see the failed scenario above")?;
+
+    eprintln!();
+    eprintln!("Criterion reports: target/criterion/report/index.html");
+    eprintln!("Ratio table: {REPORT_FOLDER}/criterion.md");
+    eprintln!("Load test: {REPORT_FOLDER}/loadgen.md and loadgen.json");
+    Ok(())
+}
+
+/// Returns `cargo run` of a `session-bench` binary, built with the `bench` profile.
+fn session_bench_binary(name: &str) -> CargoCommand {
+    CargoCommand::new(&[
+        "run",
+        "--quiet",
+        "--profile",
+        "bench",
+        "--package",
+        "session-bench",
+    ])
+    .args(&["--bin", name])
 }
 
 /// Counts the bench targets of the workspace members, from `cargo metadata`.
