@@ -69,6 +69,8 @@ pub use rejection::{AuthRejection, GuardRejection, SessionRejection};
 
 pub use session_core;
 #[cfg(feature = "redis")]
+pub use session_core::ClusteredRedisStore;
+#[cfg(feature = "redis")]
 pub use session_core::RedisStore;
 pub use session_core::{
     BindingPolicy, Clock, CookieLifetime, CookieStore, FlashLevel, FlashMessage, ManualClock,

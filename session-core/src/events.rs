@@ -81,13 +81,14 @@ pub trait SessionEvents: Send + Sync + fmt::Debug + 'static {
         let _ = event;
     }
     /// A resilient store retried an operation or its circuit breaker changed
-    /// state.
+    /// state, or a clustered store's cache served, missed or dropped entries.
     fn on_store_event(&self, event: &StoreEvent) {
         let _ = event;
     }
 }
 
-/// What a resilient store did about failures of the store it wraps.
+/// An action of a resilient store about failures of the store it wraps, or
+/// of a clustered store's local cache.
 ///
 /// Carries no session id or data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +109,20 @@ pub enum StoreEvent {
     BreakerHalfOpen,
     /// A probe succeeded: calls reach the store again.
     BreakerClosed,
+    /// A clustered store served a load from its local cache.
+    CacheHit,
+    /// A clustered store had no usable cache entry and read Redis.
+    CacheMiss,
+    /// A clustered store dropped a cached session because another node
+    /// changed or deleted it.
+    CacheInvalidated,
+    /// A clustered store dropped a cached session to stay within its size
+    /// bound.
+    CacheEvicted,
+    /// A clustered store dropped its whole local cache, because its
+    /// subscriber (re)connected or lost its connection and may have missed
+    /// invalidations.
+    CacheCleared,
 }
 
 /// The default hook, which does nothing.

@@ -48,6 +48,10 @@ pub use flash::{FlashLevel, FlashMessage, FlashState};
 pub use id::{IdDigest, IdGenerator, RandomIdGenerator, SessionId, SESSION_ID_ENCODED_LEN};
 pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
 pub use record::{SessionExpiry, SessionRecord};
+#[cfg(feature = "redis")]
+pub use store::clustered::{
+    ClusterCacheStats, ClusterConfigError, ClusteredRedisStore, ClusteredRedisStoreBuilder,
+};
 pub use store::cookie::{CookieStore, CookieStoreError, LoadedCookie, DEFAULT_COOKIE_BUDGET};
 pub use store::memory::{MemoryStore, MemoryStoreStats};
 #[cfg(feature = "redis")]

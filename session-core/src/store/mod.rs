@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 
 use crate::SessionId;
 
+#[cfg(feature = "redis")]
+pub(crate) mod clustered;
 pub(crate) mod cookie;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]

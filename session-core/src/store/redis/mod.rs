@@ -385,6 +385,31 @@ impl RedisStore {
         .await
     }
 
+    /// Returns the store's clock, for the clustered store's expiry checks.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Returns the time limit of one operation.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.inner.operation_timeout
+    }
+
+    /// Sends `message` to the pub/sub `channel` with one `PUBLISH`, for the
+    /// clustered store's invalidations. Publishing twice is harmless, so the
+    /// operation counts as idempotent.
+    pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
+        self.run("publish", true, |mut connection| async move {
+            let _receivers: i64 = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async(&mut connection)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     fn session_key(&self, id: &SessionId) -> String {
         format!("{}{{{}}}", self.inner.key_prefix, id.encode())
     }
