@@ -38,6 +38,7 @@ enum Store {
     Memory,
     Cookie,
     Redis,
+    Cluster,
 }
 
 impl Store {
@@ -46,6 +47,7 @@ impl Store {
             Store::Memory => StoreKind::Memory,
             Store::Cookie => StoreKind::Cookie,
             Store::Redis => StoreKind::Redis,
+            Store::Cluster => StoreKind::Cluster,
         }
     }
 
@@ -66,7 +68,7 @@ impl Store {
                 );
                 resealed.value
             }
-            Store::Memory | Store::Redis => {
+            Store::Memory | Store::Redis | Store::Cluster => {
                 reply.assert_no_cookie();
                 cookie.to_owned()
             }
@@ -78,7 +80,7 @@ impl Store {
     fn survives_restart(self) -> bool {
         match self {
             Store::Memory => false,
-            Store::Cookie | Store::Redis => true,
+            Store::Cookie | Store::Redis | Store::Cluster => true,
         }
     }
 }
@@ -174,7 +176,7 @@ impl Drop for Fixture {
     /// when a test fails too. Errors are ignored, because the keys expire at
     /// their session's deadline anyway.
     fn drop(&mut self) {
-        if self.store != Store::Redis {
+        if !matches!(self.store, Store::Redis | Store::Cluster) {
             return;
         }
         let Ok(client) = redis_client::Client::open(self.settings.redis.url.as_str()) else {
@@ -517,6 +519,7 @@ macro_rules! store_contract {
 store_contract!(memory, Store::Memory);
 store_contract!(cookie, Store::Cookie);
 store_contract!(redis, Store::Redis);
+store_contract!(cluster, Store::Cluster);
 
 async fn anonymous_home_links_to_login(store: Store) {
     let fixture = Fixture::new(store);
@@ -1004,7 +1007,18 @@ async fn redis_sessions_are_sealed_under_prefix() {
 /// as one app: a session made on one is served, and destroyed, by the other.
 #[tokio::test]
 async fn two_redis_instances_share_sessions() {
-    let fixture = Fixture::new(Store::Redis);
+    two_instances_share_sessions(Store::Redis).await;
+}
+
+/// The same with the clustered store, whose local caches must not serve a
+/// session the other instance changed or destroyed.
+#[tokio::test]
+async fn two_cluster_instances_share_sessions() {
+    two_instances_share_sessions(Store::Cluster).await;
+}
+
+async fn two_instances_share_sessions(store: Store) {
+    let fixture = Fixture::new(store);
     let a = fixture.start_from_settings().await;
     let b = fixture.start_from_settings().await;
 

@@ -59,7 +59,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::Router;
 use rand::TryRngCore;
-use session_axum::session_core::{ConfigError, RedisConfigError, StoreError};
+use session_axum::session_core::{ClusterConfigError, ConfigError, RedisConfigError, StoreError};
 use session_axum::{SessionConfig, SessionLayer};
 use tokio::net::TcpListener;
 
@@ -93,6 +93,13 @@ pub enum StartError {
         /// The store builder's error.
         source: RedisConfigError,
     },
+    /// The clustered store's settings are invalid.
+    ClusterConfig {
+        /// `REDIS_URL` without its password.
+        url: String,
+        /// The store builder's error.
+        source: ClusterConfigError,
+    },
     /// The start-up `PING` to the Redis server at `REDIS_URL` failed, such as
     /// when nothing listens there or the password is wrong.
     RedisUnavailable {
@@ -121,6 +128,10 @@ impl fmt::Display for StartError {
                 write!(f, "could not hash the demo passwords: {error}")
             }
             StartError::RedisConfig { url, source } => store::describe_config_error(f, url, source),
+            StartError::ClusterConfig { url, source } => write!(
+                f,
+                "could not build the clustered session store for REDIS_URL {url}: {source}"
+            ),
             StartError::RedisUnavailable { url, source } => write!(
                 f,
                 "the start-up PING to Redis at REDIS_URL {url} failed: {source}; check that Redis \
@@ -146,6 +157,7 @@ impl std::error::Error for StartError {
             StartError::Serve(error) => Some(error),
             StartError::RedisConfig { source, .. } => Some(source),
             StartError::RedisUnavailable { source, .. } => Some(source),
+            StartError::ClusterConfig { source, .. } => Some(source),
             StartError::PasswordHash(_) => None,
         }
     }

@@ -26,12 +26,17 @@ pub enum StoreKind {
     /// retries and a circuit breaker. Sessions survive restarts and are
     /// shared by every instance with the same secret and key prefix.
     Redis,
+    /// Redis at `REDIS_URL` with a local cache on each instance (`cluster`):
+    /// every change is published so other instances evict their copy, and
+    /// reads are fenced so a logout on one instance holds on the next
+    /// request to any other. Values are encrypted at rest.
+    Cluster,
 }
 
 impl StoreKind {
     /// The values `SESSION_STORE` accepts, in the order they are listed in
     /// error messages.
-    pub const SUPPORTED: &'static [&'static str] = &["memory", "cookie", "redis"];
+    pub const SUPPORTED: &'static [&'static str] = &["memory", "cookie", "redis", "cluster"];
 
     /// Parses a `SESSION_STORE` value.
     ///
@@ -44,6 +49,7 @@ impl StoreKind {
             "memory" => Ok(StoreKind::Memory),
             "cookie" => Ok(StoreKind::Cookie),
             "redis" => Ok(StoreKind::Redis),
+            "cluster" => Ok(StoreKind::Cluster),
             other => Err(SettingsError::UnsupportedStore(other.to_owned())),
         }
     }
@@ -54,6 +60,7 @@ impl StoreKind {
             StoreKind::Memory => "memory",
             StoreKind::Cookie => "cookie",
             StoreKind::Redis => "redis",
+            StoreKind::Cluster => "cluster",
         }
     }
 }
@@ -296,6 +303,7 @@ mod tests {
         }
         assert_eq!(StoreKind::parse("cookie").unwrap(), StoreKind::Cookie);
         assert_eq!(StoreKind::parse("redis").unwrap(), StoreKind::Redis);
+        assert_eq!(StoreKind::parse("cluster").unwrap(), StoreKind::Cluster);
         assert_eq!(
             settings(&[("SESSION_STORE", " cookie ")]).unwrap().store,
             StoreKind::Cookie
@@ -319,7 +327,7 @@ mod tests {
         let error = settings(&[("SESSION_STORE", "postgres")]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            r#"SESSION_STORE "postgres" is not supported; supported values: memory, cookie, redis"#
+            r#"SESSION_STORE "postgres" is not supported; supported values: memory, cookie, redis, cluster"#
         );
     }
 

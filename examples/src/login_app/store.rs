@@ -2,7 +2,8 @@
 
 use session_axum::session_core::RedisConfigError;
 use session_axum::{
-    CookieStore, MemoryStore, RedisStore, ResilientStore, SessionConfig, SessionLayer,
+    ClusteredRedisStore, CookieStore, MemoryStore, RedisStore, ResilientStore, SessionConfig,
+    SessionLayer,
 };
 
 use super::session::UserSession;
@@ -19,6 +20,10 @@ use super::StartError;
 ///   `settings.redis.key_prefix`, sealing values with `config`'s keys,
 ///   wrapped in a [`ResilientStore`] with default retries and breaker. One
 ///   `PING` checks the server before the layer is returned.
+/// - `cluster`: a [`ClusteredRedisStore`] on the same URL and prefix, with a
+///   local cache, invalidations on the key prefix's channel, and fenced
+///   reads so that a change on one instance holds on the next request to
+///   any other. Its `shutdown` runs from the layer's.
 ///
 /// # Errors
 ///
@@ -38,7 +43,37 @@ pub(super) async fn session_layer(
             let store = redis_store(settings, &config).await?;
             Ok(SessionLayer::new(ResilientStore::new(store), config))
         }
+        StoreKind::Cluster => {
+            let store = clustered_store(settings, &config).await?;
+            Ok(SessionLayer::new(store, config))
+        }
     }
+}
+
+/// Builds the clustered store and checks that Redis replies to `PING`.
+async fn clustered_store(
+    settings: &Settings,
+    config: &SessionConfig,
+) -> Result<ClusteredRedisStore, StartError> {
+    let redis = &settings.redis;
+    let store = ClusteredRedisStore::from_url(redis.url.clone())
+        .key_prefix(redis.key_prefix.clone())
+        .encrypt_with(config)
+        .fenced_reads(true)
+        .build()
+        .await
+        .map_err(|source| StartError::ClusterConfig {
+            url: redis.redacted_url(),
+            source,
+        })?;
+    store
+        .ping()
+        .await
+        .map_err(|source| StartError::RedisUnavailable {
+            url: redis.redacted_url(),
+            source,
+        })?;
+    Ok(store)
 }
 
 /// Builds the Redis store and checks that the server replies to `PING`.
@@ -75,6 +110,12 @@ pub(super) fn describe(settings: &Settings) -> String {
             .to_owned(),
         StoreKind::Redis => format!(
             "redis at {} under key prefix {:?}, values encrypted at rest",
+            settings.redis.redacted_url(),
+            settings.redis.key_prefix
+        ),
+        StoreKind::Cluster => format!(
+            "cluster: redis at {} under key prefix {:?} with a local cache per instance, \
+             values encrypted at rest",
             settings.redis.redacted_url(),
             settings.redis.key_prefix
         ),
