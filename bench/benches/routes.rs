@@ -7,7 +7,7 @@
 //! `cargo run -p session-bench --bin summary` turns the results into ratios.
 //!
 //! With `SESSION_BENCH_QUICK=1` (set by `cargo xtask bench --quick`) each
-//! bench warms up for 0.3 s and measures for 1 s, overriding criterion's
+//! bench warms up for 0.2 s and measures for 0.8 s, overriding criterion's
 //! command-line times, and draws no plots. That keeps the quick run of all
 //! scenarios and routes under a minute on a 2-core machine.
 
@@ -74,8 +74,8 @@ fn routes(c: &mut Criterion) {
         let mut group = c.benchmark_group(route.name());
         if quick() {
             // Group settings take precedence over criterion's command-line options.
-            group.warm_up_time(Duration::from_millis(300));
-            group.measurement_time(Duration::from_secs(1));
+            group.warm_up_time(Duration::from_millis(200));
+            group.measurement_time(Duration::from_millis(800));
         }
         for ready in &prepared {
             group.bench_function(ready.app.scenario.name(), |bencher| {

@@ -1,14 +1,18 @@
 //! `cargo xtask bench`: every criterion bench of the workspace, then the ratio
 //! summary and the loopback load test of `session-bench`, against a Redis.
 
+use std::env;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::flags::BenchOptions;
 use crate::process::{cargo_binary, project_root, CargoCommand, Steps};
 use crate::redis;
 
-/// Criterion options for `--quick`: 1 s warm-up and 2 s measurement per bench.
-const QUICK_CRITERION_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2"];
+/// Criterion options for `--quick`: 1 s warm-up and 2 s measurement per bench, and
+/// no plots, which take criterion longer to draw than such a short bench takes to run.
+const QUICK_CRITERION_ARGS: &[&str] =
+    &["--warm-up-time", "1", "--measurement-time", "2", "--noplot"];
 
 /// Folder of the reports that `session-bench` writes, relative to the workspace root.
 const REPORT_FOLDER: &str = "target/session-bench";
@@ -19,8 +23,12 @@ const REPORT_FOLDER: &str = "target/session-bench";
 ///
 /// Only targets declared as benches run (`--bench '*'`). Without that filter,
 /// `cargo bench` would also run the libtest harness of every library, which rejects
-/// criterion options such as `--warm-up-time`. The two binaries are built with the
-/// `bench` profile, so they reuse the artifacts that `cargo bench` built.
+/// criterion options such as `--warm-up-time`.
+///
+/// `cargo bench` also builds the binaries of every package whose benches it runs,
+/// so `summary` and `loadgen` are started from `target/release` as it left them.
+/// `cargo run` would build them again with other features, because `--workspace`
+/// turns on dev-dependency features that a single package does not.
 pub(crate) fn run(options: BenchOptions) -> Result<(), String> {
     let mut steps = Steps::new("bench", 5);
 
@@ -50,19 +58,25 @@ pub(crate) fn run(options: BenchOptions) -> Result<(), String> {
     steps.start(&bench.to_string());
     bench.run("see the build errors or failing bench above")?;
 
-    let summary = session_bench_binary("summary");
-    steps.start(&summary.to_string());
-    summary.run("see the error above; the criterion results are under target/criterion")?;
+    let summary = bench_binary("summary");
+    steps.start(&summary.display().to_string());
+    run_program(
+        &summary,
+        &[],
+        &[],
+        "the criterion results are under target/criterion",
+    )?;
 
-    let mut loadgen = session_bench_binary("loadgen");
-    if options.quick {
-        loadgen = loadgen.args(&["--", "--quick"]);
-    }
-    for (key, value) in redis.env_for_tests() {
-        loadgen = loadgen.env(key, &value);
-    }
-    steps.start(&loadgen.to_string());
-    loadgen.run("see the failed scenario above")?;
+    let loadgen = bench_binary("loadgen");
+    let loadgen_args: &[&str] = if options.quick { &["--quick"] } else { &[] };
+    let loadgen_env = redis.env_for_tests();
+    steps.start(&format!("{} {}", loadgen.display(), loadgen_args.join(" ")));
+    run_program(
+        &loadgen,
+        loadgen_args,
+        &loadgen_env,
+        "see the failed scenario above",
+    )?;
 
     eprintln!();
     eprintln!("Criterion reports: target/criterion/report/index.html");
@@ -71,17 +85,42 @@ pub(crate) fn run(options: BenchOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// Returns `cargo run` of a `session-bench` binary, built with the `bench` profile.
-fn session_bench_binary(name: &str) -> CargoCommand {
-    CargoCommand::new(&[
-        "run",
-        "--quiet",
-        "--profile",
-        "bench",
-        "--package",
-        "session-bench",
-    ])
-    .args(&["--bin", name])
+/// Returns the path of a binary built by `cargo bench`: `target/release/NAME`, or
+/// under `$CARGO_TARGET_DIR` when it is set.
+fn bench_binary(name: &str) -> PathBuf {
+    let target = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => project_root().join(dir),
+        None => project_root().join("target"),
+    };
+    target.join("release").join(name)
+}
+
+/// Runs `program` in the workspace root with extra environment and waits for it.
+///
+/// # Errors
+///
+/// Returns a message naming the program if it could not start or exited
+/// unsuccessfully, followed by `hint`.
+fn run_program(
+    program: &Path,
+    args: &[&str],
+    envs: &[(&'static str, String)],
+    hint: &str,
+) -> Result<(), String> {
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().map(|(key, value)| (key, value)))
+        .current_dir(project_root())
+        .status()
+        .map_err(|error| format!("could not start {}: {error}", program.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed with {status}; {hint}",
+            program.display()
+        ))
+    }
 }
 
 /// Counts the bench targets of the workspace members, from `cargo metadata`.

@@ -28,8 +28,8 @@ const USAGE: &str = "\
 Usage: loadgen [--quick] [OPTIONS]
 
 Options:
-  --quick                  short run for routine checks: 0.3 s warm-up and
-                           1 s per route, one repetition, 200 requests per
+  --quick                  short run for routine checks: 0.2 s warm-up and
+                           0.5 s per route, one repetition, 200 requests per
                            round-trip count
   --connections N          concurrent keep-alive connections (default 16)
   --warm-up SECONDS        unrecorded time before each measurement (default 1)
@@ -101,8 +101,8 @@ fn parse_args(args: Vec<String>) -> Result<Invocation, String> {
     let mut options = Options::default();
     if args.iter().any(|arg| arg == "--quick") {
         options.quick = true;
-        options.load.warm_up = Duration::from_millis(300);
-        options.load.duration = Duration::from_secs(1);
+        options.load.warm_up = Duration::from_millis(200);
+        options.load.duration = Duration::from_millis(500);
         options.repeat = 1;
         options.round_trip_requests = 200;
     }
