@@ -116,6 +116,9 @@ pub enum Purpose {
     CookieStore,
     /// AEAD key for session records encrypted at rest in Redis.
     RedisValue,
+    /// HMAC naming a user's index of sessions in a store, so that key names
+    /// do not reveal user ids.
+    IdentityIndex,
 }
 
 impl Purpose {
@@ -126,6 +129,7 @@ impl Purpose {
             Purpose::LogDigest => b"log digest",
             Purpose::CookieStore => b"cookie store",
             Purpose::RedisValue => b"redis value",
+            Purpose::IdentityIndex => b"identity index",
         }
     }
 }
@@ -138,6 +142,7 @@ pub(crate) struct DerivedKeys {
     id_signature: hmac::Key,
     binding: hmac::Key,
     log_digest: hmac::Key,
+    identity_index: hmac::Key,
     cookie_store: aead::LessSafeKey,
     redis_value: aead::LessSafeKey,
 }
@@ -167,6 +172,7 @@ impl DerivedKeys {
             id_signature: hmac_key(Purpose::IdSignature),
             binding: hmac_key(Purpose::BindingFingerprint),
             log_digest: hmac_key(Purpose::LogDigest),
+            identity_index: hmac_key(Purpose::IdentityIndex),
             cookie_store: aead_key(Purpose::CookieStore),
             redis_value: aead_key(Purpose::RedisValue),
         }
@@ -177,6 +183,7 @@ impl DerivedKeys {
             Purpose::IdSignature => &self.id_signature,
             Purpose::BindingFingerprint => &self.binding,
             Purpose::LogDigest => &self.log_digest,
+            Purpose::IdentityIndex => &self.identity_index,
             Purpose::CookieStore | Purpose::RedisValue => {
                 unreachable!("{purpose:?} is an AEAD purpose, not an HMAC purpose")
             }
@@ -187,7 +194,10 @@ impl DerivedKeys {
         match purpose {
             Purpose::CookieStore => &self.cookie_store,
             Purpose::RedisValue => &self.redis_value,
-            Purpose::IdSignature | Purpose::BindingFingerprint | Purpose::LogDigest => {
+            Purpose::IdSignature
+            | Purpose::BindingFingerprint
+            | Purpose::LogDigest
+            | Purpose::IdentityIndex => {
                 unreachable!("{purpose:?} is an HMAC purpose, not an AEAD purpose")
             }
         }

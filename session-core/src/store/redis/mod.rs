@@ -9,7 +9,7 @@
 //!   (format tag, version, expiry, identity digest, index deadline) and the
 //!   body (identity and payload, optionally sealed). Its Redis TTL is the
 //!   session's `expires_at` (`PXAT`).
-//! - `session:identity:{<sha256 of the identity>}` is a set of the ids of
+//! - `session:identity:{<digest of the identity>}` is a set of the ids of
 //!   one identity's sessions, with a TTL at least as late as each member's
 //!   expiry.
 //!
@@ -659,7 +659,10 @@ impl SessionStore for RedisStore {
         let id = session.id.encode();
         let index_until = self.index_until(session.expires_at);
         let bytes = value::encode(session, index_until, self.keys(), &key);
-        let digest = session.identity.as_deref().map(value::identity_digest);
+        let digest = session
+            .identity
+            .as_deref()
+            .map(|identity| value::identity_digest(self.keys(), identity));
 
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(&bytes).arg("NX");
@@ -715,7 +718,10 @@ impl SessionStore for RedisStore {
         let id = session.id.encode();
         let index_until = self.index_until(session.expires_at);
         let bytes = value::encode(session, index_until, self.keys(), &key);
-        let digest = session.identity.as_deref().map(value::identity_digest);
+        let digest = session
+            .identity
+            .as_deref()
+            .map(|identity| value::identity_digest(self.keys(), identity));
         let now_ms = unix_ms(self.now());
         let expires_arg = until_arg(session.expires_at.map(unix_ms));
 
@@ -812,7 +818,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_by_identity(&self, identity: &str) -> Result<Vec<SessionId>, StoreError> {
-        let digest = value::identity_digest(identity);
+        let digest = value::identity_digest(self.keys(), identity);
         let index_key = self.index_key(&digest);
         let now = self.now();
 

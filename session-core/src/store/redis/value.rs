@@ -92,11 +92,22 @@ impl Malformed {
     }
 }
 
-/// Returns the lowercase hex SHA-256 of an identity.
-pub(super) fn identity_digest(identity: &str) -> String {
-    let hash = digest::digest(&digest::SHA256, identity.as_bytes());
+/// Returns the lowercase hex digest of an identity that names its index:
+/// an HMAC-SHA256 under the ring's identity-index key when values are
+/// sealed, so that key names do not reveal user ids, and a plain SHA-256
+/// otherwise.
+pub(super) fn identity_digest(keys: Option<&KeyRing>, identity: &str) -> String {
+    let hash: Vec<u8> = match keys {
+        Some(keys) => keys
+            .sign(Purpose::IdentityIndex, &[identity.as_bytes()])
+            .as_ref()
+            .to_vec(),
+        None => digest::digest(&digest::SHA256, identity.as_bytes())
+            .as_ref()
+            .to_vec(),
+    };
     let mut hex = String::with_capacity(DIGEST_LEN);
-    for byte in hash.as_ref() {
+    for byte in &hash {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
@@ -176,7 +187,7 @@ pub(super) fn encode(
     number_field(Some(session.version), NUMBER_LEN, &mut out);
     out.extend_from_slice(&expiry_fields(session.expires_at));
     match &session.identity {
-        Some(identity) => out.extend_from_slice(identity_digest(identity).as_bytes()),
+        Some(identity) => out.extend_from_slice(identity_digest(keys, identity).as_bytes()),
         None => out.extend(std::iter::repeat_n(ABSENT, DIGEST_LEN)),
     }
     out.extend_from_slice(&index_until_field(index_until_ms));
@@ -291,7 +302,11 @@ pub(super) fn decode(
     };
 
     // The digest in the header drives the index; it must match the identity.
-    if identity.as_deref().map(identity_digest) != header.identity_digest {
+    if identity
+        .as_deref()
+        .map(|identity| identity_digest(keys, identity))
+        != header.identity_digest
+    {
         return Err(Malformed::Body);
     }
 
@@ -337,7 +352,7 @@ mod tests {
         assert_eq!(&header[3..23], "00000000000000000042");
         assert_eq!(&header[23..43], "00000001935817689123");
         assert_eq!(&header[43..49], "456789");
-        assert_eq!(&header[49..113], identity_digest("alice"));
+        assert_eq!(&header[49..113], identity_digest(None, "alice"));
         assert_eq!(&header[113..133], "--------------------");
     }
 
@@ -350,6 +365,21 @@ mod tests {
         let mut forever = session(None);
         forever.expires_at = None;
         assert_eq!(round_trip(&forever, None), forever);
+    }
+
+    #[test]
+    fn sealed_identity_digest_is_keyed() {
+        let keys = KeyRing::new(Secret::try_from_bytes(&[3; 32]).unwrap());
+        let other = KeyRing::new(Secret::try_from_bytes(&[4; 32]).unwrap());
+        let plain = identity_digest(None, "alice");
+        let keyed = identity_digest(Some(&keys), "alice");
+        assert_eq!(keyed.len(), DIGEST_LEN);
+        assert_ne!(
+            keyed, plain,
+            "a sealed store never names the index by a plain hash"
+        );
+        assert_ne!(keyed, identity_digest(Some(&other), "alice"));
+        assert_eq!(keyed, identity_digest(Some(&keys), "alice"));
     }
 
     #[test]
