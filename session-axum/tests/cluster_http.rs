@@ -5,13 +5,13 @@
 
 mod support;
 
-#[path = "../../session-core/tests/support/redis_server.rs"]
-mod redis_server;
+mod redis_support;
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use deadpool_redis::redis;
+use redis_support::{redis_server, PrefixedKeys};
 use session_axum::session_core::SessionStore;
 use session_axum::{ClusteredRedisStore, ManualClock};
 use support::{id_of, BoxFuture, Harness, StoreFactory, StoreProbe};
@@ -20,8 +20,7 @@ use support::{id_of, BoxFuture, Harness, StoreFactory, StoreProbe};
 /// own, and deletes every key under that prefix when dropped, even after a
 /// failed case.
 struct ClusterFactory {
-    url: String,
-    prefix: String,
+    keys: PrefixedKeys,
 }
 
 impl ClusterFactory {
@@ -31,8 +30,7 @@ impl ClusterFactory {
 
     fn on(url: String) -> Self {
         Self {
-            url,
-            prefix: redis_server::unique_prefix("cluster-http"),
+            keys: PrefixedKeys::new(url, "cluster-http"),
         }
     }
 
@@ -42,41 +40,14 @@ impl ClusterFactory {
         clock: &ManualClock,
         fenced_reads: bool,
     ) -> ClusteredRedisStore {
-        ClusteredRedisStore::from_url(self.url.clone())
-            .key_prefix(self.prefix.clone())
+        ClusteredRedisStore::from_url(self.keys.url.clone())
+            .key_prefix(self.keys.prefix.clone())
             .clock(Arc::new(clock.clone()))
             .node_id(node_id)
             .fenced_reads(fenced_reads)
             .build()
             .await
             .expect("valid clustered store configuration")
-    }
-}
-
-impl Drop for ClusterFactory {
-    fn drop(&mut self) {
-        let mut connection = redis_server::admin(&self.url);
-        redis_server::delete_matching(&mut connection, &format!("{}*", self.prefix));
-    }
-}
-
-struct KeyProbe {
-    url: String,
-    pattern: String,
-}
-
-impl StoreProbe for KeyProbe {
-    fn count(&self) -> BoxFuture<'_, u64> {
-        let url = self.url.clone();
-        let pattern = self.pattern.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut connection = redis_server::admin(&url);
-                redis_server::scan(&mut connection, &pattern).len() as u64
-            })
-            .await
-            .unwrap()
-        })
     }
 }
 
@@ -87,15 +58,8 @@ impl StoreFactory for ClusterFactory {
     ) -> BoxFuture<'_, (Arc<dyn SessionStore>, Arc<dyn StoreProbe>)> {
         Box::pin(async move {
             let store = self.node("node-a", &clock, false).await;
-            let probe = KeyProbe {
-                url: self.url.clone(),
-                // Session keys are `<prefix>{<id>}`; index keys are `<prefix>identity:{..}`.
-                pattern: format!("{}{{*", self.prefix),
-            };
-            (
-                Arc::new(store) as Arc<dyn SessionStore>,
-                Arc::new(probe) as Arc<dyn StoreProbe>,
-            )
+            let probe = self.keys.probe();
+            (Arc::new(store) as Arc<dyn SessionStore>, probe)
         })
     }
 }

@@ -3,13 +3,13 @@
 
 mod support;
 
-#[path = "../../session-core/tests/support/redis_server.rs"]
-mod redis_server;
+mod redis_support;
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use deadpool_redis::redis;
+use redis_support::{redis_server, PrefixedKeys};
 use session_axum::session_core::{RedisStore, SessionStore};
 use session_axum::ManualClock;
 use support::{BoxFuture, Harness, StoreFactory, StoreProbe};
@@ -17,8 +17,7 @@ use support::{BoxFuture, Harness, StoreFactory, StoreProbe};
 /// Builds stores on `$REDIS_URL` under a prefix of its own, and deletes
 /// every key under that prefix when dropped, even after a failed case.
 struct RedisFactory {
-    url: String,
-    prefix: String,
+    keys: PrefixedKeys,
 }
 
 impl RedisFactory {
@@ -28,36 +27,8 @@ impl RedisFactory {
 
     fn on(url: String) -> Self {
         Self {
-            url,
-            prefix: redis_server::unique_prefix("http"),
+            keys: PrefixedKeys::new(url, "http"),
         }
-    }
-}
-
-impl Drop for RedisFactory {
-    fn drop(&mut self) {
-        let mut connection = redis_server::admin(&self.url);
-        redis_server::delete_matching(&mut connection, &format!("{}*", self.prefix));
-    }
-}
-
-struct RedisProbe {
-    url: String,
-    pattern: String,
-}
-
-impl StoreProbe for RedisProbe {
-    fn count(&self) -> BoxFuture<'_, u64> {
-        let url = self.url.clone();
-        let pattern = self.pattern.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut connection = redis_server::admin(&url);
-                redis_server::scan(&mut connection, &pattern).len() as u64
-            })
-            .await
-            .unwrap()
-        })
     }
 }
 
@@ -67,20 +38,13 @@ impl StoreFactory for RedisFactory {
         clock: ManualClock,
     ) -> BoxFuture<'_, (Arc<dyn SessionStore>, Arc<dyn StoreProbe>)> {
         Box::pin(async move {
-            let store = RedisStore::from_url(self.url.clone())
-                .key_prefix(self.prefix.clone())
+            let store = RedisStore::from_url(self.keys.url.clone())
+                .key_prefix(self.keys.prefix.clone())
                 .clock(Arc::new(clock))
                 .build()
                 .expect("valid Redis store configuration");
-            let probe = RedisProbe {
-                url: self.url.clone(),
-                // Session keys are `<prefix>{<id>}`; index keys are `<prefix>identity:{..}`.
-                pattern: format!("{}{{*", self.prefix),
-            };
-            (
-                Arc::new(store) as Arc<dyn SessionStore>,
-                Arc::new(probe) as Arc<dyn StoreProbe>,
-            )
+            let probe = self.keys.probe();
+            (Arc::new(store) as Arc<dyn SessionStore>, probe)
         })
     }
 }
@@ -256,7 +220,7 @@ async fn app_cache_keys_never_replace_a_session() {
     let s1 = h.login("user-a", None).await.cookie();
     let id = support::id_of(&s1).encode();
 
-    let mut admin = redis_server::admin(&factory.url);
+    let mut admin = redis_server::admin(&factory.keys.url);
     for key in [id.clone(), format!("sess:{id}"), format!("session:{id}")] {
         let _: () = redis::cmd("SET")
             .arg(&key)

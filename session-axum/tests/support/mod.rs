@@ -96,6 +96,20 @@ fn with_revalidation(layer: SessionLayer<TestSession>, roles: RoleDb) -> Session
     })
 }
 
+/// Builds the configuration of the test apps: the testing preset with a
+/// 30-minute idle timeout, a 1-minute refresh interval and `clock`,
+/// adjusted by `tweak`.
+fn test_config(
+    clock: &ManualClock,
+    tweak: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+) -> SessionConfig {
+    let builder = SessionConfig::testing(SECRET)
+        .idle_timeout(Some(time::Duration::minutes(30)))
+        .refresh_interval(time::Duration::minutes(1))
+        .clock(clock.clone());
+    tweak(builder).build().expect("valid test configuration")
+}
+
 /// One case's running app.
 pub struct Harness {
     pub roles: RoleDb,
@@ -123,12 +137,7 @@ impl Harness {
         tweak: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
     ) -> Self {
         let clock = ManualClock::starting_now();
-        let builder = SessionConfig::testing(SECRET)
-            .idle_timeout(Some(time::Duration::minutes(30)))
-            .refresh_interval(time::Duration::minutes(1))
-            .clock(clock.clone())
-            .id_generator(ids);
-        let config = tweak(builder).build().expect("valid test configuration");
+        let config = test_config(&clock, |b| tweak(b.id_generator(ids)));
         let (store, probe) = factory.make(clock.clone()).await;
         let roles = RoleDb::default();
         let layer = SessionLayer::<TestSession>::from_shared_store(store.clone(), config.clone());
@@ -152,11 +161,7 @@ impl Harness {
         tweak: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
         budget: Option<usize>,
     ) -> Self {
-        let builder = SessionConfig::testing(SECRET)
-            .idle_timeout(Some(time::Duration::minutes(30)))
-            .refresh_interval(time::Duration::minutes(1))
-            .clock(clock.clone());
-        let config = tweak(builder).build().expect("valid test configuration");
+        let config = test_config(&clock, tweak);
         let revocation_store = session_axum::MemoryStore::builder()
             .clock(Arc::new(clock.clone()))
             .build();
@@ -201,11 +206,7 @@ impl Harness {
                 })
             }
         }
-        let builder = SessionConfig::testing(SECRET)
-            .idle_timeout(Some(time::Duration::minutes(30)))
-            .refresh_interval(time::Duration::minutes(1))
-            .clock(clock.clone());
-        let config = tweak(builder).build().expect("valid test configuration");
+        let config = test_config(&clock, tweak);
         let store: Arc<dyn SessionStore> = Arc::new(store);
         let roles = RoleDb::default();
         let layer = SessionLayer::<TestSession>::from_shared_store(store.clone(), config.clone());
