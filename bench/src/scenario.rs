@@ -36,7 +36,13 @@ const TOWER_SIGNING_KEY: &[u8; 64] =
 pub const PLAIN_AXUM_COOKIE: &str =
     "id=plain-axum-sends-no-session-so-this-is-only-filler-of-equal-length";
 
-/// Redis connections per scenario, for tower-sessions' fred pool.
+/// Redis connections of each Redis scenario: the size of tower-sessions' fred
+/// pool and `RedisStoreBuilder::connections` of ours, so both spread
+/// concurrent requests over the same number of connections.
+///
+/// NOTE: our store's default is one connection. With 16 concurrent requests
+/// on one connection its client batches more commands per write, which
+/// lowers Redis CPU per request; BENCHMARKS.md gives both figures.
 const REDIS_POOL_SIZE: usize = 4;
 
 /// A session layer and store wrapped around the benchmark routes.
@@ -146,6 +152,11 @@ impl Route {
             Route::Write => "write",
             Route::Untouched => "untouched",
         }
+    }
+
+    /// Parses a name returned by [`Route::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|route| route.name() == name)
     }
 
     /// Returns the HTTP method.

@@ -40,6 +40,8 @@ Options:
   --scenarios A,B          scenarios to run (default all): axum, ours-memory,
                            ours-cookie, ours-redis, tower-memory,
                            tower-memory-signed, tower-redis
+  --routes A,B             routes of the load test (default all): read,
+                           write, untouched
   --out DIR                report folder (default target/session-bench)
   -h, --help               print this help
 
@@ -59,6 +61,7 @@ struct Options {
     memory_sessions: u64,
     round_trip_requests: u64,
     scenarios: Vec<Scenario>,
+    routes: Vec<Route>,
     out: PathBuf,
 }
 
@@ -75,6 +78,7 @@ impl Default for Options {
             memory_sessions: 100_000,
             round_trip_requests: 1_000,
             scenarios: Scenario::ALL.to_vec(),
+            routes: Route::ALL.to_vec(),
             out: report::output_dir(),
         }
     }
@@ -129,6 +133,16 @@ fn parse_args(args: Vec<String>) -> Result<Invocation, String> {
                     .map(|name| {
                         Scenario::from_name(name.trim())
                             .ok_or_else(|| format!("unknown scenario {name:?}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--routes" => {
+                let names = value(&arg)?;
+                options.routes = names
+                    .split(',')
+                    .map(|name| {
+                        Route::from_name(name.trim())
+                            .ok_or_else(|| format!("unknown route {name:?}"))
                     })
                     .collect::<Result<_, _>>()?;
             }
@@ -383,7 +397,7 @@ async fn measure_load(options: &Options, env: &BenchEnv, skipped: &mut Vec<Strin
                 repetition + 1,
                 options.repeat
             );
-            match load_scenario(scenario, env, options.load).await {
+            match load_scenario(scenario, env, options.load, &options.routes).await {
                 Ok((set_cookie_bytes, results)) => {
                     login_bytes.insert(scenario.name(), set_cookie_bytes);
                     for (route, result) in results {
@@ -411,11 +425,12 @@ async fn measure_load(options: &Options, env: &BenchEnv, skipped: &mut Vec<Strin
     (rows, login_bytes)
 }
 
-/// Serves one scenario, creates a session per connection and drives every route.
+/// Serves one scenario, creates a session per connection and drives each of `routes`.
 async fn load_scenario(
     scenario: Scenario,
     env: &BenchEnv,
     options: LoadOptions,
+    routes: &[Route],
 ) -> Result<(usize, Vec<(Route, LoadResult)>), String> {
     let app = BenchApp::build(scenario, env).await?;
     let server = Server::start(app.router.clone()).await?;
@@ -431,7 +446,7 @@ async fn load_scenario(
     }
 
     let mut results = Vec::new();
-    for route in Route::ALL {
+    for &route in routes {
         results.push((route, load::run(address, route, &cookies, options).await));
     }
 

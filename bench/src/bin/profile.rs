@@ -9,24 +9,34 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
+use axum::extract::Request;
 use session_bench::scenario::request;
 use session_bench::{BenchApp, BenchEnv, Route, Scenario};
 use tokio::runtime::Runtime;
+use tower::util::MapRequestLayer;
 use tower::ServiceExt;
 
-const USAGE: &str = "Usage: profile SCENARIO ROUTE ITERATIONS
-  SCENARIO    axum, ours-memory, ours-cookie, ours-redis, tower-memory,
-              tower-memory-signed or tower-redis
-  ROUTE       read, write or untouched
-  ITERATIONS  requests to send after one warm-up request";
+const USAGE: &str = "Usage: profile SCENARIO ROUTE ITERATIONS [--identity-layer]
+  SCENARIO          axum, ours-memory, ours-cookie, ours-redis, tower-memory,
+                    tower-memory-signed or tower-redis
+  ROUTE             read, write or untouched
+  ITERATIONS        requests to send after one warm-up request
+  --identity-layer  wrap the app in a layer that passes requests through
+                    unchanged, to measure what axum's layering alone costs";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().and_then(|name| Scenario::from_name(name));
-    let route = args
-        .get(1)
-        .and_then(|name| Route::ALL.into_iter().find(|route| route.name() == name));
+    let route = args.get(1).and_then(|name| Route::from_name(name));
     let iterations = args.get(2).and_then(|count| count.parse::<u64>().ok());
+    let identity_layer = match args.get(3).map(String::as_str) {
+        None => false,
+        Some("--identity-layer") => true,
+        Some(other) => {
+            eprintln!("error: unknown argument {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let (Some(scenario), Some(route), Some(iterations)) = (scenario, route, iterations) else {
         eprintln!("error: expected SCENARIO ROUTE ITERATIONS\n\n{USAGE}");
         return ExitCode::from(2);
@@ -38,7 +48,12 @@ fn main() -> ExitCode {
         .expect("a current-thread tokio runtime starts");
     let outcome = runtime
         .block_on(async {
-            let app = BenchApp::build(scenario, &BenchEnv::from_env()).await?;
+            let mut app = BenchApp::build(scenario, &BenchEnv::from_env()).await?;
+            if identity_layer {
+                app.router = app
+                    .router
+                    .layer(MapRequestLayer::new(|request: Request| request));
+            }
             let cookie = app.login(None).await?;
             app.check(route, &cookie).await?;
             Ok::<_, String>((app, cookie))
