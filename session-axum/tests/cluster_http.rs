@@ -385,3 +385,23 @@ async fn layer_shutdown_stops_the_subscriber() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// B07 on the clustered store: a failed write during rotation keeps the old
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_rotation_keeps_the_old_clustered_session() {
+    let factory = ClusterFactory::new();
+    let clock = ManualClock::starting_now();
+    let (store, _) = factory.make(clock.clone()).await;
+    support::faulty::failed_rotation_keeps_the_old_session(store, clock).await;
+}
+
+/// B16 on the clustered store: slow writes still finish before the redirect
+/// leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clustered_writes_finish_before_the_redirect() {
+    let factory = ClusterFactory::new();
+    let clock = ManualClock::starting_now();
+    let (store, _) = factory.make(clock.clone()).await;
+    support::faulty::slow_writes_finish_before_the_redirect(store, clock).await;
+}

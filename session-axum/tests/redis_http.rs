@@ -236,3 +236,21 @@ async fn app_cache_keys_never_replace_a_session() {
         let _: () = redis::cmd("DEL").arg(&key).query(&mut admin).unwrap();
     }
 }
+
+/// B07 on Redis: a failed write during rotation keeps the old session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_rotation_keeps_the_old_redis_session() {
+    let factory = RedisFactory::new();
+    let clock = ManualClock::starting_now();
+    let (store, _) = factory.make(clock.clone()).await;
+    support::faulty::failed_rotation_keeps_the_old_session(store, clock).await;
+}
+
+/// B16 on Redis: slow writes still finish before the redirect leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_redis_writes_finish_before_the_redirect() {
+    let factory = RedisFactory::new();
+    let clock = ManualClock::starting_now();
+    let (store, _) = factory.make(clock.clone()).await;
+    support::faulty::slow_writes_finish_before_the_redirect(store, clock).await;
+}

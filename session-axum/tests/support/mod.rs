@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod cases;
+pub mod faulty;
 
 use std::collections::VecDeque;
 use std::future::Future;
