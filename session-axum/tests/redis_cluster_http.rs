@@ -98,3 +98,118 @@ async fn every_http_case_passes_on_redis_cluster() {
     http_cases_in_sequence!(|| ClusterFactory::new(urls.clone()));
     drop(cluster);
 }
+
+/// B60: while the slot holding a session migrates to another master, every
+/// request keeps working; the client follows MOVED and ASK redirections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_survives_a_slot_migration() {
+    use axum::http::StatusCode;
+    use deadpool_redis::redis;
+
+    let cluster = redis_server::RedisCluster::start();
+    let factory = ClusterFactory::new(cluster.urls());
+    let h = support::Harness::new(&factory, |b| b).await;
+    let s1 = h.login("user-a", None).await.cookie();
+    let key = format!("{}{{{}}}", factory.prefix, support::id_of(&s1).encode());
+
+    let ports: Vec<u16> = cluster.nodes().iter().map(|node| node.port()).collect();
+    let urls = cluster.urls();
+    let migration = tokio::task::spawn_blocking(move || {
+        let mut admins: Vec<redis::Connection> =
+            urls.iter().map(|url| redis_server::admin(url)).collect();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query(&mut admins[0])
+            .unwrap();
+        let ids: Vec<String> = admins
+            .iter_mut()
+            .map(|admin| redis::cmd("CLUSTER").arg("MYID").query(admin).unwrap())
+            .collect();
+        let source = (0..admins.len())
+            .find(|&index| {
+                let count: u64 = redis::cmd("CLUSTER")
+                    .arg("COUNTKEYSINSLOT")
+                    .arg(slot)
+                    .query(&mut admins[index])
+                    .unwrap();
+                count > 0
+            })
+            .expect("one master holds the session key");
+        let target = (source + 1) % admins.len();
+
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&ids[source])
+            .query(&mut admins[target])
+            .unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&ids[target])
+            .query(&mut admins[source])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query(&mut admins[source])
+            .unwrap();
+        let _: () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(ports[target])
+            .arg("")
+            .arg(0)
+            .arg(5_000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query(&mut admins[source])
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for admin in admins.iter_mut() {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&ids[target])
+                .query(admin)
+                .unwrap();
+        }
+        (source, target)
+    });
+
+    let mut requests = 0;
+    while !migration.is_finished() && requests < 5_000 {
+        let me = h.get("/me", Some(&s1)).await;
+        assert_eq!(
+            me.status,
+            StatusCode::OK,
+            "request {requests} during the migration"
+        );
+        assert_eq!(me.body, "user-a");
+        requests += 1;
+    }
+    let (source, target) = migration.await.unwrap();
+    assert_ne!(source, target);
+    // The migration sleeps 200 ms between its steps, so requests ran meanwhile.
+    assert!(requests > 0, "no request ran during the migration");
+    for round in 0..50 {
+        let me = h.get("/me", Some(&s1)).await;
+        assert_eq!(
+            me.status,
+            StatusCode::OK,
+            "request {round} after the migration"
+        );
+    }
+    assert_eq!(
+        h.post("/cart/add?item=x", Some(&s1)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]");
+    drop(factory);
+    drop(cluster);
+}
