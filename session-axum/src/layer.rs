@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -70,6 +70,8 @@ pub(crate) struct Shared<T> {
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     count: AtomicUsize,
+    /// Set once `shutdown` waits, so that requests notify only then.
+    waiting: AtomicBool,
     idle: Notify,
 }
 
@@ -80,6 +82,7 @@ impl InFlight {
     }
 
     async fn wait_idle(&self) {
+        self.waiting.store(true, Ordering::SeqCst);
         loop {
             let notified = self.idle.notified();
             if self.count.load(Ordering::SeqCst) == 0 {
@@ -94,7 +97,8 @@ struct InFlightGuard<'a>(&'a InFlight);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        let last = self.0.count.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && self.0.waiting.load(Ordering::SeqCst) {
             self.0.idle.notify_waiters();
         }
     }
@@ -368,5 +372,38 @@ where
             let response = inner.call(request).await?;
             Ok(handle.finish(response).await)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_requests_in_flight() {
+        let in_flight = Arc::new(InFlight::default());
+        let guard = in_flight.enter();
+
+        let waiter = {
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move { in_flight.wait_idle().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "a request is still in flight");
+
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter wakes once the last request ends")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_layer_shuts_down_at_once() {
+        let in_flight = InFlight::default();
+        drop(in_flight.enter());
+        tokio::time::timeout(Duration::from_secs(5), in_flight.wait_idle())
+            .await
+            .expect("nothing in flight");
     }
 }
