@@ -251,6 +251,7 @@ struct Inner {
     binding: Binding,
     trusted_proxies: TrustedProxies,
     codec: RecordCodec,
+    encrypt_at_rest: bool,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     events: Arc<dyn SessionEvents>,
@@ -291,12 +292,13 @@ impl SessionConfig {
     }
 
     /// Preset for production over HTTPS: idle 1 hour, absolute 24 hours,
-    /// `Secure` required.
+    /// `Secure` required, encryption at rest for server-side stores.
     pub fn production(secret: impl AsRef<[u8]>) -> SessionConfigBuilder {
         let mut builder = Self::builder()
             .secret(secret)
             .idle_timeout(Some(Duration::hours(1)))
-            .absolute_lifetime(Some(Duration::hours(24)));
+            .absolute_lifetime(Some(Duration::hours(24)))
+            .encrypt_at_rest(true);
         builder.preset = Some("production");
         builder.production = true;
         builder
@@ -312,7 +314,8 @@ impl SessionConfig {
             .same_site(SameSite::Strict)
             .bind_ip(true)
             .bind_user_agent(true)
-            .binding_policy(BindingPolicy::Strict);
+            .binding_policy(BindingPolicy::Strict)
+            .encrypt_at_rest(true);
         builder.preset = Some("high_security");
         builder.production = true;
         builder
@@ -370,6 +373,11 @@ impl SessionConfig {
     pub fn codec(&self) -> &RecordCodec {
         &self.inner.codec
     }
+    /// Returns true when server-side stores built from this configuration
+    /// should seal stored values.
+    pub fn encrypt_at_rest(&self) -> bool {
+        self.inner.encrypt_at_rest
+    }
     /// Returns the clock.
     pub fn clock(&self) -> &dyn Clock {
         &*self.inner.clock
@@ -419,6 +427,7 @@ pub struct SessionConfigBuilder {
     trusted_proxies: Vec<IpNet>,
     compression_threshold: Option<usize>,
     max_record_bytes: usize,
+    encrypt_at_rest: bool,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     events: Arc<dyn SessionEvents>,
@@ -447,6 +456,7 @@ impl Default for SessionConfigBuilder {
             trusted_proxies: Vec::new(),
             compression_threshold: Some(1024),
             max_record_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            encrypt_at_rest: false,
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIdGenerator),
             events: Arc::new(NoEvents),
@@ -605,6 +615,15 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// Asks server-side stores built with this configuration (such as
+    /// `RedisStore` through `with_config`) to seal stored values with
+    /// AES-256-GCM. Off by default; on in the `production`,
+    /// `high_security` and `clustered` presets.
+    pub fn encrypt_at_rest(mut self, enabled: bool) -> Self {
+        self.encrypt_at_rest = enabled;
+        self
+    }
+
     /// Sets the clock (default the system clock). Tests pass a `ManualClock`.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -727,6 +746,7 @@ impl SessionConfigBuilder {
                 binding: self.binding,
                 trusted_proxies: TrustedProxies::new(self.trusted_proxies),
                 codec: RecordCodec::new(self.compression_threshold, self.max_record_bytes),
+                encrypt_at_rest: self.encrypt_at_rest,
                 clock: self.clock,
                 ids: self.ids,
                 events: self.events,
@@ -966,6 +986,12 @@ mod tests {
 
         let clustered = SessionConfig::clustered(SECRET).build().unwrap();
         assert_eq!(clustered.idle_timeout(), Some(Duration::hours(1)));
+
+        assert!(prod.encrypt_at_rest());
+        assert!(high.encrypt_at_rest());
+        assert!(clustered.encrypt_at_rest());
+        assert!(!dev.encrypt_at_rest());
+        assert!(!testing.encrypt_at_rest());
     }
 
     #[test]

@@ -161,6 +161,18 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Takes the configuration's clock, and seals stored values when the
+    /// configuration asks for encryption at rest, which the `production`,
+    /// `high_security` and `clustered` presets do (see
+    /// `SessionConfigBuilder::encrypt_at_rest`).
+    pub fn with_config(mut self, config: &SessionConfig) -> Self {
+        self.clock = config.shared_clock();
+        if config.encrypt_at_rest() {
+            self.sealing = Some(config.clone());
+        }
+        self
+    }
+
     /// Sets the time limit of one operation, connection checkout included
     /// (default 1 s). A slower operation fails with [`StoreError::Timeout`].
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
@@ -883,5 +895,42 @@ fn created(reply: Option<String>) -> CreateOutcome {
     match reply {
         Some(_) => CreateOutcome::Created,
         None => CreateOutcome::IdTaken,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8; 32] = b"redis store config test secret!!";
+
+    fn debug_of(config: &SessionConfig) -> String {
+        let store = RedisStore::from_url("redis://127.0.0.1:6379")
+            .with_config(config)
+            .build()
+            .expect("a valid URL builds without connecting");
+        format!("{store:?}")
+    }
+
+    #[tokio::test]
+    async fn production_presets_seal_values_at_rest() {
+        for config in [
+            SessionConfig::production(SECRET).build().unwrap(),
+            SessionConfig::high_security(SECRET).build().unwrap(),
+            SessionConfig::clustered(SECRET).build().unwrap(),
+        ] {
+            assert!(debug_of(&config).contains("sealed: true"), "{config:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn development_preset_stores_plain_values() {
+        let config = SessionConfig::development(SECRET).build().unwrap();
+        assert!(debug_of(&config).contains("sealed: false"));
+        let opted_in = SessionConfig::development(SECRET)
+            .encrypt_at_rest(true)
+            .build()
+            .unwrap();
+        assert!(debug_of(&opted_in).contains("sealed: true"));
     }
 }
