@@ -102,7 +102,7 @@ impl TwoNodes {
     }
 }
 
-/// B63: a login on A is served by B, whose cache has never seen it.
+/// A login on A is served by B, whose cache has never seen it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_on_a_is_seen_on_b() {
     let nodes = TwoNodes::start(false).await;
@@ -113,7 +113,7 @@ async fn login_on_a_is_seen_on_b() {
     assert_eq!(nodes.b_store.stats().hits, 0, "B read Redis");
 }
 
-/// B61: with fenced reads, a logout on B is honoured by A on the very next
+/// With fenced reads, a logout on B is honoured by A on the very next
 /// request, although A had the session cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_b_applies_on_a_at_once() {
@@ -139,7 +139,7 @@ async fn logout_on_b_applies_on_a_at_once() {
     }
 }
 
-/// B61 without fenced reads: the logout reaches A as an invalidation, once
+/// Without fenced reads, the logout reaches A as an invalidation, once
 /// A has applied what was published before (`catch_up`), and not through
 /// the cache TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +160,7 @@ async fn logout_on_b_reaches_a_as_an_invalidation() {
     );
 }
 
-/// B70 across nodes: a privilege increase seen by B rotates the id, which
+/// Across nodes, a privilege increase seen by B rotates the id, which
 /// kills the old id on A at once. A revocation saved by B leaves A with the
 /// new version, so A's own check finds nothing to change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +235,7 @@ async fn write_on_a_is_read_on_b() {
     assert_eq!(nodes.b.get("/locale", Some(&s1)).await.body, "fr");
 }
 
-/// B62: on one node, a read right after a write returns it, from the cache.
+/// On one node, a read right after a write returns it, from the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_follow_writes_on_one_node() {
     let factory = ClusterFactory::new();
@@ -258,7 +258,7 @@ async fn reads_follow_writes_on_one_node() {
     assert_eq!(store.stats().misses, 0, "every read on this node was a hit");
 }
 
-/// B13 across nodes: concurrent writes on A and B never lose an update. The
+/// Across nodes, concurrent writes on A and B never lose an update. The
 /// loser of a race gets 409, and its item is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_on_two_nodes_lose_nothing() {
@@ -292,7 +292,7 @@ async fn concurrent_writes_on_two_nodes_lose_nothing() {
     }
 }
 
-/// B57: while Redis is down and the cache has stopped serving, a read is a
+/// While Redis is down and the cache has stopped serving, a read is a
 /// 503 that deletes no cookie. After the restart the session is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_never_logs_the_user_out() {
@@ -338,7 +338,7 @@ async fn redis_restart_never_logs_the_user_out() {
     );
 }
 
-/// B12: values the app caches in the same database never replace a session.
+/// Values the app caches in the same database never replace a session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_cache_keys_never_replace_a_session() {
     let nodes = TwoNodes::start(false).await;
@@ -386,7 +386,7 @@ async fn layer_shutdown_stops_the_subscriber() {
     );
 }
 
-/// B07 on the clustered store: a failed write during rotation keeps the old
+/// On the clustered store: a failed write during rotation keeps the old
 /// session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_rotation_keeps_the_old_clustered_session() {
@@ -396,7 +396,7 @@ async fn failed_rotation_keeps_the_old_clustered_session() {
     support::faulty::failed_rotation_keeps_the_old_session(store, clock).await;
 }
 
-/// B16 on the clustered store: slow writes still finish before the redirect
+/// On the clustered store: slow writes still finish before the redirect
 /// leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clustered_writes_finish_before_the_redirect() {

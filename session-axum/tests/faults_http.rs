@@ -25,21 +25,21 @@ fn faulty() -> (Harness, Arc<Faults>) {
     faulty_harness(inner, clock)
 }
 
-/// B07: a failed write during rotation keeps the old session.
+/// A failed write during rotation keeps the old session.
 #[tokio::test]
 async fn failed_rotation_keeps_the_old_session() {
     let (inner, clock) = memory();
     faulty::failed_rotation_keeps_the_old_session(inner, clock).await;
 }
 
-/// B16: the write finishes before the redirect leaves.
+/// The write finishes before the redirect leaves.
 #[tokio::test]
 async fn slow_writes_finish_before_the_redirect() {
     let (inner, clock) = memory();
     faulty::slow_writes_finish_before_the_redirect(inner, clock).await;
 }
 
-/// B16: a failed write is a 503, not a redirect that claims success.
+/// A failed write is a 503, not a redirect that claims success.
 #[tokio::test]
 async fn failed_write_is_503_not_a_redirect() {
     let (h, faults) = faulty();
@@ -50,7 +50,7 @@ async fn failed_write_is_503_not_a_redirect() {
     assert_eq!(login.headers.get("cache-control").unwrap(), "no-store");
 }
 
-/// B57, C24: a store outage is never "not found": no cookie is deleted and
+/// A store outage is never "not found": no cookie is deleted and
 /// the session works again once the store is back.
 #[tokio::test]
 async fn outage_is_503_and_never_logs_out() {
@@ -71,7 +71,7 @@ async fn outage_is_503_and_never_logs_out() {
     assert_eq!(h.get("/me", Some(&s1)).await.body, "user-a");
 }
 
-/// B58: without a cookie, a route that ignores the session never calls the store.
+/// Without a cookie, a route that ignores the session never calls the store.
 #[tokio::test]
 async fn outage_does_not_touch_cookieless_public_routes() {
     let (h, faults) = faulty();

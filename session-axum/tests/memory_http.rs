@@ -33,7 +33,7 @@ impl StoreFactory for MemoryFactory {
 
 http_cases!(MemoryFactory);
 
-/// B25: expired sessions are rejected before cleanup and purged by it.
+/// Expired sessions are rejected before cleanup and purged by it.
 #[tokio::test]
 async fn expired_memory_sessions_are_rejected_then_purged() {
     let clock = ManualClock::starting_now();
@@ -59,7 +59,7 @@ async fn expired_memory_sessions_are_rejected_then_purged() {
     assert_eq!(store.stats().live_sessions, 0);
 }
 
-/// B65: anonymous churn beyond capacity never pushes out a signed-in user.
+/// Anonymous churn beyond capacity never pushes out a signed-in user.
 #[tokio::test]
 async fn anonymous_churn_keeps_signed_in_users() {
     let clock = ManualClock::starting_now();

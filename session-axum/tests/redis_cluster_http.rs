@@ -99,7 +99,7 @@ async fn every_http_case_passes_on_redis_cluster() {
     drop(cluster);
 }
 
-/// B60: while the slot holding a session migrates to another master, every
+/// While the slot holding a session migrates to another master, every
 /// request keeps working; the client follows MOVED and ASK redirections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_survives_a_slot_migration() {

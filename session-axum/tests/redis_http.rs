@@ -157,7 +157,7 @@ async fn round_trips_per_request() {
     );
 }
 
-/// B57: a read while Redis is down is a 503 that deletes no cookie, and the
+/// A read while Redis is down is a 503 that deletes no cookie, and the
 /// session is back once Redis is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_never_logs_the_user_out() {
@@ -177,7 +177,7 @@ async fn redis_restart_never_logs_the_user_out() {
     assert_eq!(
         h.get("/public", None).await.status,
         StatusCode::OK,
-        "B58: cookieless public route"
+        "cookieless public route"
     );
 
     server.restart();
@@ -197,7 +197,7 @@ async fn redis_restart_never_logs_the_user_out() {
     );
 }
 
-/// B56: an idle connection closed by the server is replaced transparently.
+/// An idle connection closed by the server is replaced transparently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_closed_idle_connection_is_replaced() {
     let server = redis_server::RedisServer::start_with(&["--timeout", "1"]);
@@ -212,7 +212,7 @@ async fn server_closed_idle_connection_is_replaced() {
     assert_eq!(me.body, "user-a");
 }
 
-/// B12: values the app caches in the same database never replace a session.
+/// Values the app caches in the same database never replace a session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_cache_keys_never_replace_a_session() {
     let factory = RedisFactory::new();
@@ -237,7 +237,7 @@ async fn app_cache_keys_never_replace_a_session() {
     }
 }
 
-/// B07 on Redis: a failed write during rotation keeps the old session.
+/// On Redis: a failed write during rotation keeps the old session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_rotation_keeps_the_old_redis_session() {
     let factory = RedisFactory::new();
@@ -246,7 +246,7 @@ async fn failed_rotation_keeps_the_old_redis_session() {
     support::faulty::failed_rotation_keeps_the_old_session(store, clock).await;
 }
 
-/// B16 on Redis: slow writes still finish before the redirect leaves.
+/// On Redis: slow writes still finish before the redirect leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_redis_writes_finish_before_the_redirect() {
     let factory = RedisFactory::new();

@@ -97,7 +97,7 @@ fn none(builder: SessionConfigBuilder) -> SessionConfigBuilder {
     builder
 }
 
-/// B01: ids from the OS CSPRNG, fixed length, no repeats.
+/// Ids from the OS CSPRNG, fixed length, no repeats.
 pub async fn ids_are_unique_fixed_length_and_random(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let mut seen = HashSet::new();
@@ -112,7 +112,7 @@ pub async fn ids_are_unique_fixed_length_and_random(factory: &dyn StoreFactory) 
     assert_eq!(h.probe.count().await, 100_000);
 }
 
-/// B03: a validly signed id the server never issued is not adopted.
+/// A validly signed id the server never issued is not adopted.
 pub async fn unknown_signed_ids_are_never_adopted(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let before = h.probe.count().await;
@@ -138,7 +138,7 @@ pub async fn unknown_signed_ids_are_never_adopted(factory: &dyn StoreFactory) {
     );
 }
 
-/// B03, C02: malformed and forged values are rejected before any store call.
+/// Malformed and forged values are rejected before any store call.
 pub async fn forged_cookies_never_reach_the_store(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let login = h.login("user-a", None).await;
@@ -174,7 +174,7 @@ pub async fn forged_cookies_never_reach_the_store(factory: &dyn StoreFactory) {
     );
 }
 
-/// B05: create is insert-if-absent; a colliding id is redrawn.
+/// Create is insert-if-absent; a colliding id is redrawn.
 pub async fn create_never_adopts_a_colliding_id(factory: &dyn StoreFactory) {
     let h = Harness::with_ids(factory, ScriptedIds::new([sid(1), sid(1), sid(2)]), none).await;
     let login = h.login("user-a", None).await;
@@ -193,7 +193,7 @@ pub async fn create_never_adopts_a_colliding_id(factory: &dyn StoreFactory) {
     );
 }
 
-/// B06: rotation uses the same insert-if-absent path.
+/// Rotation uses the same insert-if-absent path.
 pub async fn rotation_never_adopts_a_live_id(factory: &dyn StoreFactory) {
     let h = Harness::with_ids(
         factory,
@@ -213,7 +213,7 @@ pub async fn rotation_never_adopts_a_live_id(factory: &dyn StoreFactory) {
     assert_eq!(h.get("/cart", Some(&admin.cookie())).await.body, "[]");
 }
 
-/// B08: login rotates; the old id is gone.
+/// Login rotates; the old id is gone.
 pub async fn login_rotates_the_id_and_kills_the_old_one(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let page = h.get("/login", None).await;
@@ -235,7 +235,7 @@ pub async fn login_rotates_the_id_and_kills_the_old_one(factory: &dyn StoreFacto
     assert_eq!(me.body, "user-a");
 }
 
-/// B09: regenerate is never cancelled by later changes.
+/// Regenerate is never cancelled by later changes.
 pub async fn rotation_survives_every_order_of_changes(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     for order in ["a", "b", "c"] {
@@ -268,7 +268,7 @@ pub async fn rotation_survives_every_order_of_changes(factory: &dyn StoreFactory
     }
 }
 
-/// B10: the pre-login record is removed; data moves to the new id.
+/// The pre-login record is removed; data moves to the new id.
 pub async fn regenerate_deletes_the_pre_login_record(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let s0 = h.post("/cart/add?item=x", None).await.cookie();
@@ -282,7 +282,7 @@ pub async fn regenerate_deletes_the_pre_login_record(factory: &dyn StoreFactory)
     assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]");
 }
 
-/// B13: two concurrent read-modify-write requests never lose an update.
+/// Two concurrent read-modify-write requests never lose an update.
 pub async fn concurrent_writes_are_serialised(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     for round in 0..50 {
@@ -298,7 +298,7 @@ pub async fn concurrent_writes_are_serialised(factory: &dyn StoreFactory) {
     }
 }
 
-/// B14: a slow request that began before logout does not resurrect it.
+/// A slow request that began before logout does not resurrect it.
 pub async fn logout_racing_a_slow_request_stays_logged_out(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let s1 = h.login("user-a", None).await.cookie();
@@ -321,7 +321,7 @@ pub async fn logout_racing_a_slow_request_stays_logged_out(factory: &dyn StoreFa
     assert_eq!(h.store.load(&id_of(&s1)).await.unwrap(), None);
 }
 
-/// B17: a handler-chosen expiry moves the stored deadline too.
+/// A handler-chosen expiry moves the stored deadline too.
 pub async fn remember_me_moves_store_and_cookie_deadlines(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let login = h
@@ -335,7 +335,7 @@ pub async fn remember_me_moves_store_and_cookie_deadlines(factory: &dyn StoreFac
     assert_eq!(h.get("/me", Some(&s1)).await.status, StatusCode::OK);
 }
 
-/// B18: remember-me gives a Max-Age even when the default is a browser-session cookie.
+/// Remember-me gives a Max-Age even when the default is a browser-session cookie.
 pub async fn remember_me_sets_max_age_on_browser_session_default(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let login = h
@@ -353,7 +353,7 @@ pub async fn remember_me_sets_max_age_on_browser_session_default(factory: &dyn S
     );
 }
 
-/// B19: read-only requests slide the idle deadline.
+/// Read-only requests slide the idle deadline.
 pub async fn reads_slide_the_idle_deadline(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, |b| {
         b.idle_timeout(Some(Duration::seconds(10)))
@@ -380,7 +380,7 @@ pub async fn reads_slide_the_idle_deadline(factory: &dyn StoreFactory) {
     );
 }
 
-/// B20, C13: browser-session cookies carry neither Max-Age nor Expires.
+/// Browser-session cookies carry neither Max-Age nor Expires.
 pub async fn browser_session_cookie_has_no_lifetime(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let set_cookie = h.post("/cart/add?item=x", None).await.session_set_cookie();
@@ -390,11 +390,11 @@ pub async fn browser_session_cookie_has_no_lifetime(factory: &dyn StoreFactory) 
     assert_eq!(
         h.get("/cart", Some(&cookie)).await.body,
         "[x]",
-        "B21: the record persists"
+        "the record persists"
     );
 }
 
-/// B23: activity never extends the absolute lifetime.
+/// Activity never extends the absolute lifetime.
 pub async fn absolute_lifetime_is_never_extended(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, |b| {
         b.idle_timeout(None)
@@ -421,7 +421,7 @@ pub async fn absolute_lifetime_is_never_extended(factory: &dyn StoreFactory) {
     );
 }
 
-/// B24: restored browser-session cookies still expire server-side.
+/// Restored browser-session cookies still expire server-side.
 pub async fn restored_browser_cookie_expires_server_side(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, |b| {
         b.idle_timeout(Some(Duration::minutes(15)))
@@ -448,7 +448,7 @@ pub async fn restored_browser_cookie_expires_server_side(factory: &dyn StoreFact
     );
 }
 
-/// B27, C22: logout removes the record; the old cookie is anonymous.
+/// Logout removes the record; the old cookie is anonymous.
 pub async fn logout_deletes_the_record(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let s1 = h.login("user-a", None).await.cookie();
@@ -465,7 +465,7 @@ pub async fn logout_deletes_the_record(factory: &dyn StoreFactory) {
     );
 }
 
-/// B30: logout drops everything by default; an explicit allow-list keeps the locale.
+/// Logout drops everything by default; an explicit allow-list keeps the locale.
 pub async fn logout_can_keep_an_allow_listed_key(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     for (query, expected) in [("", "en"), ("?keep_locale=1", "fr")] {
@@ -496,7 +496,7 @@ pub async fn logout_can_keep_an_allow_listed_key(factory: &dyn StoreFactory) {
     }
 }
 
-/// B31: the destroy hook fires once; logout does not fire "started".
+/// The destroy hook fires once; logout does not fire "started".
 pub async fn lifecycle_hooks_fire_once(factory: &dyn StoreFactory) {
     use session_axum::{SessionEvent, SessionEventKind, SessionEvents};
     use std::sync::{Arc, Mutex};
@@ -532,7 +532,7 @@ pub async fn lifecycle_hooks_fire_once(factory: &dyn StoreFactory) {
     assert_eq!(events[1].digest, Some(id_of(&s1).digest(h.config.keys())));
 }
 
-/// B33, B35, C15: the removal cookie keeps Domain, Path, Secure, SameSite.
+/// The removal cookie keeps Domain, Path, Secure, SameSite.
 pub async fn removal_cookie_keeps_domain_path_and_flags(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, |b| {
         b.domain("example.test")
@@ -573,7 +573,7 @@ pub async fn removal_cookie_keeps_domain_path_and_flags(factory: &dyn StoreFacto
     );
 }
 
-/// B35, C08-C12: create, slide, rotate and delete carry one attribute set.
+/// Create, slide, rotate and delete carry one attribute set.
 pub async fn every_session_cookie_carries_the_same_attributes(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, |b| {
         b.cookie_lifetime(session_axum::CookieLifetime::Persistent)
@@ -608,7 +608,7 @@ pub async fn every_session_cookie_carries_the_same_attributes(factory: &dyn Stor
     assert_eq!(scope(&delete.session_set_cookie()), expected, "delete");
 }
 
-/// B34, B36, C12: Path is always explicit, so a jar holds one `id`.
+/// Path is always explicit, so a jar holds one `id`.
 pub async fn cookie_path_is_explicit(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let page = h.get("/a/b/page", None).await;
@@ -623,7 +623,7 @@ pub async fn cookie_path_is_explicit(factory: &dyn StoreFactory) {
     );
 }
 
-/// B37: a rotation with no data change still sends the new id.
+/// A rotation with no data change still sends the new id.
 pub async fn rotation_without_data_change_sends_the_cookie(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let s0 = h.post("/cart/add?item=x", None).await.cookie();
@@ -637,7 +637,7 @@ pub async fn rotation_without_data_change_sends_the_cookie(factory: &dyn StoreFa
     assert_eq!(h.get("/cart", Some(&s1)).await.body, "[x]");
 }
 
-/// B44: typed values read back identical in the same and the next request.
+/// Typed values read back identical in the same and the next request.
 pub async fn typed_values_round_trip(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let write = h.post("/prefs", None).await;
@@ -646,7 +646,7 @@ pub async fn typed_values_round_trip(factory: &dyn StoreFactory) {
     assert_eq!(h.get("/prefs", Some(&write.cookie())).await.body, expected);
 }
 
-/// B52: flash survives the redirect, shows once, then disappears.
+/// Flash survives the redirect, shows once, then disappears.
 pub async fn flash_is_shown_once_after_a_redirect(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let set = h.post("/flash?m=saved", None).await;
@@ -662,7 +662,7 @@ pub async fn flash_is_shown_once_after_a_redirect(factory: &dyn StoreFactory) {
     assert_eq!(h.get("/inbox", Some(&cookie)).await.body, "");
 }
 
-/// B58, B64: a route that ignores the session has no cost and no cookie.
+/// A route that ignores the session has no cost and no cookie.
 pub async fn untouched_routes_cost_nothing(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let before = h.probe.count().await;
@@ -679,7 +679,7 @@ pub async fn untouched_routes_cost_nothing(factory: &dyn StoreFactory) {
     assert_eq!(h.probe.count().await, before);
 }
 
-/// C29: Set-Cookie headers of the app are kept, never folded.
+/// Set-Cookie headers of the app are kept, never folded.
 pub async fn other_set_cookie_headers_are_kept(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let response = h.post("/other-cookie", None).await;
@@ -690,14 +690,14 @@ pub async fn other_set_cookie_headers_are_kept(factory: &dyn StoreFactory) {
     assert!(cookies[2].starts_with("id="));
 }
 
-/// C16: responses that set the session cookie are not storable.
+/// Responses that set the session cookie are not storable.
 pub async fn session_responses_are_not_cacheable(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let response = h.post("/cart/add?item=x", None).await;
     assert_eq!(response.headers.get("cache-control").unwrap(), "no-store");
 }
 
-/// C31: a malformed unrelated pair does not hide the cookie; duplicates resolve in order.
+/// A malformed unrelated pair does not hide the cookie; duplicates resolve in order.
 pub async fn duplicate_and_malformed_cookie_pairs_are_tolerated(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let a = h.login("user-a", None).await.cookie();
@@ -720,7 +720,7 @@ pub async fn duplicate_and_malformed_cookie_pairs_are_tolerated(factory: &dyn St
     );
 }
 
-/// C05: ids are read only from the cookie.
+/// Ids are read only from the cookie.
 pub async fn ids_in_the_query_string_are_ignored(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let a = h.login("user-a", None).await.cookie();
@@ -755,7 +755,7 @@ fn from_ip(ip: &str, user_agent: &str) -> HeaderMap {
     headers
 }
 
-/// B67: IP binding in detect and strict mode; X-Forwarded-For from an untrusted peer is ignored.
+/// IP binding in detect and strict mode; X-Forwarded-For from an untrusted peer is ignored.
 pub async fn ip_binding_detects_or_destroys(factory: &dyn StoreFactory) {
     use session_axum::BindingPolicy;
 
@@ -801,7 +801,7 @@ pub async fn ip_binding_detects_or_destroys(factory: &dyn StoreFactory) {
     }
 }
 
-/// B68: a patch update of the browser keeps the session; another browser does not.
+/// A patch update of the browser keeps the session; another browser does not.
 pub async fn user_agent_binding_tolerates_patch_updates(factory: &dyn StoreFactory) {
     use session_axum::BindingPolicy;
 
@@ -847,7 +847,7 @@ pub async fn user_agent_binding_tolerates_patch_updates(factory: &dyn StoreFacto
     );
 }
 
-/// B12, B43: a stored value that does not decode is "no session", never a 500.
+/// A stored value that does not decode is "no session", never a 500.
 pub async fn undecodable_records_are_treated_as_absent(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let s1 = h.login("user-a", None).await.cookie();
@@ -870,7 +870,7 @@ pub async fn undecodable_records_are_treated_as_absent(factory: &dyn StoreFactor
     let _ = SECRET;
 }
 
-/// B70: a revoked role is refused on the next request; a granted one takes
+/// A revoked role is refused on the next request; a granted one takes
 /// effect with a new session id.
 pub async fn role_changes_apply_on_the_next_request(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;

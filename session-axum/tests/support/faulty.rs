@@ -103,7 +103,7 @@ pub fn faulty_harness(inner: Arc<dyn SessionStore>, clock: ManualClock) -> (Harn
     (Harness::with_store(store, clock, |b| b), faults)
 }
 
-/// B07: a failed write during rotation keeps the old session and sends no
+/// A failed write during rotation keeps the old session and sends no
 /// cookie for an id that was never stored.
 pub async fn failed_rotation_keeps_the_old_session(
     inner: Arc<dyn SessionStore>,
@@ -136,7 +136,7 @@ pub async fn failed_rotation_keeps_the_old_session(
     );
 }
 
-/// B16: with slow writes, the write still finishes before the redirect
+/// With slow writes, the write still finishes before the redirect
 /// leaves, so the next page always sees it.
 pub async fn slow_writes_finish_before_the_redirect(
     inner: Arc<dyn SessionStore>,
