@@ -53,7 +53,7 @@ pub(crate) struct SessionHandle<T: SessionData> {
 }
 
 struct State<T> {
-    /// The session as this request sees it: loaded, or created in memory by
+    /// The session as this request uses it: loaded, or created in memory by
     /// a write. `None` means anonymous with nothing to store.
     record: Option<SessionRecord<T>>,
     /// Id and version of the stored record `record` was loaded from.
@@ -166,8 +166,10 @@ impl<T: SessionData> SessionHandle<T> {
             Backend::Cookie(_) => self.load_from_cookie(&values, &mut state).await,
         };
         match loaded {
-            Ok(Some(record)) => {
-                state.flash = FlashState::from_pending(record.flash.clone());
+            Ok(Some(mut record)) => {
+                // The flash lives in the state until `persist` puts the
+                // messages to keep back into the record.
+                state.flash = FlashState::from_pending(std::mem::take(&mut record.flash));
                 state.record = Some(record);
                 self.revalidate(&mut state).await;
             }

@@ -19,7 +19,7 @@ use tower_service::Service;
 use crate::handle::{HandleExtension, SessionHandle};
 use crate::locks::LockTable;
 
-/// What a request gets when the store fails while loading its session.
+/// The outcome for a request whose session load fails in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StoreFailureMode {
@@ -44,7 +44,7 @@ pub enum Revalidation<T> {
     /// The session data is still true.
     Valid,
     /// The data changed at the source (new roles, a renamed user): replace
-    /// it. When the new data holds a role the old data did not, the session
+    /// it. When the new data contains a role the old data did not, the session
     /// id is also regenerated, as for any privilege increase.
     Update(T),
     /// The session must end (user deleted or disabled, password changed):

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use session_core::StoreError;
 
-/// Why the session could not be loaded or saved.
+/// The reason the session could not be loaded or saved.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SessionRejection {
@@ -116,7 +116,7 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-/// Why an authentication or role guard refused the request.
+/// The reason an authentication or role guard rejected the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthRejection {

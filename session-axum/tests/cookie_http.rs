@@ -39,7 +39,7 @@ async fn logout_sends_a_removal_cookie() {
     let removal = logout.session_set_cookie();
     assert!(removal.starts_with("id=;"), "{removal}");
     assert!(attributes(&removal).contains(&"Max-Age=0".to_owned()));
-    // What the browser holds after the removal: no cookie at all.
+    // What the browser keeps after the removal: no cookie at all.
     assert_eq!(h.get("/me", None).await.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -198,7 +198,7 @@ async fn cookie_of_4096_bytes_is_sent_and_4097_is_refused() {
             "no oversized cookie leaves the server"
         );
 
-        // The cookie the browser already holds stays valid with the old data.
+        // The cookie the browser already has stays valid with the old data.
         assert_eq!(h.get("/me", Some(&v1)).await.body, "user-a");
         return;
     }

@@ -978,7 +978,8 @@ mod tests {
 
         let high = SessionConfig::high_security(SECRET).build().unwrap();
         assert_eq!(high.idle_timeout(), Some(Duration::minutes(15)));
-        assert!(high.binding().ip && high.binding().user_agent);
+        assert!(high.binding().ip);
+        assert!(high.binding().user_agent);
         assert_eq!(high.binding().policy, BindingPolicy::Strict);
 
         let testing = SessionConfig::testing(SECRET).build().unwrap();

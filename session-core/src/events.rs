@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::id::IdDigest;
 
-/// What happened to a session.
+/// The kind of a session lifecycle event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SessionEventKind {

@@ -608,7 +608,7 @@ pub async fn every_session_cookie_carries_the_same_attributes(factory: &dyn Stor
     assert_eq!(scope(&delete.session_set_cookie()), expected, "delete");
 }
 
-/// Path is always explicit, so a jar holds one `id`.
+/// Path is always explicit, so a cookie jar contains one `id`.
 pub async fn cookie_path_is_explicit(factory: &dyn StoreFactory) {
     let h = Harness::new(factory, none).await;
     let page = h.get("/a/b/page", None).await;

@@ -17,7 +17,7 @@ pub(crate) mod memory;
 pub(crate) mod redis;
 pub(crate) mod resilient;
 
-/// A session as a server-side store holds it: the encoded record plus the
+/// A session in the form a server-side store keeps: the encoded record plus the
 /// metadata the store needs to index and expire it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredSession {
@@ -102,7 +102,7 @@ pub enum StoreError {
         /// The configured capacity.
         capacity: u64,
     },
-    /// The store answered with an error that is not about connectivity.
+    /// The store returned an error that is not about connectivity.
     #[error("session store failed: {message}")]
     Backend {
         /// What failed, without any session data.
@@ -111,7 +111,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Returns true for failures that say the store is unhealthy
+    /// Returns true for failures that show the store is unhealthy
     /// (connection errors and timeouts). Circuit breakers count only these.
     pub fn is_transient(&self) -> bool {
         matches!(
