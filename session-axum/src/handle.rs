@@ -127,9 +127,15 @@ impl<T: SessionData> SessionHandle<T> {
     pub(crate) async fn load(&self, parts: &Parts) -> Result<(), SessionRejection> {
         let outcome = self
             .loaded
-            .get_or_init(|| {
-                self.load_uncached(parts)
-                    .instrument(tracing::debug_span!("session_load"))
+            .get_or_init(|| async {
+                // Instrumenting with a disabled span would still move the
+                // load future into a wrapper, a cost paid on every request.
+                let span = tracing::debug_span!("session_load");
+                if span.is_disabled() {
+                    self.load_uncached(parts).await
+                } else {
+                    self.load_uncached(parts).instrument(span).await
+                }
             })
             .await;
         match outcome {
@@ -254,13 +260,12 @@ impl<T: SessionData> SessionHandle<T> {
             unreachable!("load_from_server is called for server stores only");
         };
         let config = &self.shared.config;
-        let name = config.cookie().name();
 
         // The signature is checked before any store call, so forged or
         // malformed values never reach the store.
         let Some((id, signed_by_retired_key)) = values
             .iter()
-            .find_map(|value| SessionId::verify_cookie_value(config.keys(), name, value))
+            .find_map(|value| self.shared.verified_ids.verify(value))
         else {
             tracing::warn!(
                 "session cookie failed the signature check; treating the request as anonymous"
@@ -422,6 +427,41 @@ impl<T: SessionData> SessionHandle<T> {
             config.cookie().lifetime() == CookieLifetime::Persistent,
         );
         state.expiry_changed = true;
+    }
+
+    /// Returns true once an extractor asked for the session.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.loaded.initialized()
+    }
+
+    /// Releases the session lock and returns true when the request left
+    /// nothing for [`SessionHandle::finish`] to write or send, so that the
+    /// response needs no save step.
+    pub(crate) fn release_if_clean(&self) -> bool {
+        let mut state = self.state();
+        let clean = state.degraded
+            || (state.to_delete.is_none()
+                && match &state.record {
+                    None => !state.stale_cookie,
+                    Some(record) => {
+                        let changed =
+                            state.data_changed || state.expiry_changed || state.flash.is_modified();
+                        !changed
+                            && state.stored.as_ref().is_none_or(|_| {
+                                let config = &self.shared.config;
+                                !state.regenerate
+                                    && !state.reissue_cookie
+                                    && !record.refresh_due(
+                                        config.clock().now(),
+                                        config.refresh_interval(),
+                                    )
+                            })
+                    }
+                });
+        if clean {
+            state._lock = None;
+        }
+        clean
     }
 
     /// Saves what the request changed and decorates the response. Runs after

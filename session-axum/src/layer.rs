@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
-use session_core::{CookieStore, SessionConfig, SessionData, SessionStore, StoreError};
+use session_core::{
+    CookieStore, SessionConfig, SessionData, SessionStore, StoreError, VerifiedIdCache,
+    DEFAULT_VERIFIED_ID_SLOTS,
+};
 use tokio::sync::Notify;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -63,6 +66,7 @@ pub(crate) struct Shared<T> {
     pub(crate) lock_timeout: Duration,
     pub(crate) in_flight: InFlight,
     pub(crate) revalidator: Option<Revalidator<T>>,
+    pub(crate) verified_ids: VerifiedIdCache,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -76,9 +80,15 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    fn enter(&self) -> InFlightGuard<'_> {
+    fn enter(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
-        InFlightGuard(self)
+    }
+
+    fn leave(&self) {
+        let last = self.count.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && self.waiting.load(Ordering::SeqCst) {
+            self.idle.notify_waiters();
+        }
     }
 
     async fn wait_idle(&self) {
@@ -89,17 +99,6 @@ impl InFlight {
                 return;
             }
             notified.await;
-        }
-    }
-}
-
-struct InFlightGuard<'a>(&'a InFlight);
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        let last = self.0.count.fetch_sub(1, Ordering::SeqCst) == 1;
-        if last && self.0.waiting.load(Ordering::SeqCst) {
-            self.0.idle.notify_waiters();
         }
     }
 }
@@ -186,6 +185,7 @@ impl<T: SessionData> SessionLayer<T> {
     fn from_backend(backend: Backend, config: SessionConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
+                verified_ids: VerifiedIdCache::new(&config, DEFAULT_VERIFIED_ID_SLOTS),
                 config,
                 backend,
                 locks: LockTable::default(),
@@ -222,6 +222,24 @@ impl<T: SessionData> SessionLayer<T> {
     /// When called after the layer was cloned.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.shared_mut().lock_timeout = timeout;
+        self
+    }
+
+    /// Sets how many signed session cookies are remembered after their HMAC
+    /// check passed (default 4096, rounded up to a power of two; 0 turns the
+    /// cache off).
+    ///
+    /// A client that sends a remembered cookie again is matched with a
+    /// constant-time comparison instead of a new HMAC; any other value is
+    /// checked in full. Each entry takes about 120 bytes. Only server-side
+    /// stores use it: the cookie store opens its sealed cookie every time.
+    ///
+    /// # Panics
+    ///
+    /// When called after the layer was cloned.
+    pub fn verified_id_cache(mut self, slots: usize) -> Self {
+        let shared = self.shared_mut();
+        shared.verified_ids = VerifiedIdCache::new(&shared.config, slots);
         self
     }
 
@@ -351,13 +369,14 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = SessionFuture<S::Future, T>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
+        let in_flight = InFlightToken::enter(self.shared.clone());
         let handle = Arc::new(SessionHandle::new(self.shared.clone()));
         request
             .extensions_mut()
@@ -366,12 +385,89 @@ where
         // Take the service that was driven to readiness, leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let _in_flight = shared.in_flight.enter();
-            let response = inner.call(request).await?;
-            Ok(handle.finish(response).await)
-        })
+        SessionFuture {
+            step: Step::Inner {
+                future: inner.call(request),
+            },
+            handle: Some(handle),
+            _in_flight: in_flight,
+        }
+    }
+}
+
+type FinishFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SessionService`]: the inner service's
+    /// response, then the session save when the request loaded a session.
+    pub struct SessionFuture<F, T: SessionData> {
+        #[pin]
+        step: Step<F>,
+        handle: Option<Arc<SessionHandle<T>>>,
+        _in_flight: InFlightToken<T>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StepProjection]
+    enum Step<F> {
+        Inner { #[pin] future: F },
+        Finish { future: FinishFuture },
+    }
+}
+
+impl<F, E, T> Future for SessionFuture<F, T>
+where
+    F: Future<Output = Result<Response, E>>,
+    T: SessionData,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.step.as_mut().project() {
+                StepProjection::Inner { future } => {
+                    let response = std::task::ready!(future.poll(cx))?;
+                    let Some(handle) = this.handle.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    // A request that never touched its session, or only read
+                    // it, has nothing to save and skips the boxed save future.
+                    if !handle.is_loaded() || handle.release_if_clean() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let future: FinishFuture =
+                        Box::pin(async move { handle.finish(response).await });
+                    this.step.set(Step::Finish { future });
+                }
+                StepProjection::Finish { future } => return future.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+impl<F, T: SessionData> fmt::Debug for SessionFuture<F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionFuture").finish_non_exhaustive()
+    }
+}
+
+/// Counts a request as in flight from `call` until its future is dropped.
+struct InFlightToken<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> InFlightToken<T> {
+    fn enter(shared: Arc<Shared<T>>) -> Self {
+        shared.in_flight.enter();
+        Self { shared }
+    }
+}
+
+impl<T> Drop for InFlightToken<T> {
+    fn drop(&mut self) {
+        self.shared.in_flight.leave();
     }
 }
 
@@ -382,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_waits_for_requests_in_flight() {
         let in_flight = Arc::new(InFlight::default());
-        let guard = in_flight.enter();
+        in_flight.enter();
 
         let waiter = {
             let in_flight = in_flight.clone();
@@ -391,17 +487,46 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "a request is still in flight");
 
-        drop(guard);
+        in_flight.leave();
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("the waiter wakes once the last request ends")
             .unwrap();
     }
 
+    #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    struct Empty;
+
+    impl SessionData for Empty {
+        fn identity(&self) -> Option<String> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_future_leaves_nothing_in_flight() {
+        let config = SessionConfig::development([3u8; 32]).build().unwrap();
+        let layer = SessionLayer::<Empty>::new(session_core::MemoryStore::default(), config);
+        let inner = tower::service_fn(|_request: Request| async {
+            Ok::<_, std::convert::Infallible>(Response::new(axum::body::Body::empty()))
+        });
+        let mut service = layer.layer(inner);
+
+        let future = service.call(Request::new(axum::body::Body::empty()));
+        assert_eq!(layer.shared.in_flight.count.load(Ordering::SeqCst), 1);
+        drop(future);
+
+        tokio::time::timeout(Duration::from_secs(5), layer.shutdown())
+            .await
+            .expect("shutdown does not wait for a dropped request")
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn idle_layer_shuts_down_at_once() {
         let in_flight = InFlight::default();
-        drop(in_flight.enter());
+        in_flight.enter();
+        in_flight.leave();
         tokio::time::timeout(Duration::from_secs(5), in_flight.wait_idle())
             .await
             .expect("nothing in flight");

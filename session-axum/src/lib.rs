@@ -64,7 +64,7 @@ mod testing;
 pub use extract::current::CurrentSession;
 pub use extract::flash::Flash;
 pub use guard::{safe_next, LoginRedirectLayer, LoginRedirectService, RequireAuth, RequireRole};
-pub use layer::{Revalidation, SessionLayer, SessionService, StoreFailureMode};
+pub use layer::{Revalidation, SessionFuture, SessionLayer, SessionService, StoreFailureMode};
 pub use rejection::{AuthRejection, GuardRejection, SessionRejection};
 
 pub use session_core;

@@ -2,14 +2,16 @@
 //! load-modify-save cycles one after another instead of losing updates.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use session_core::SessionId;
+use session_core::{IdBuildHasher, SessionId};
 use tokio::sync::OwnedMutexGuard;
 
-/// Purge dead entries once the table has grown by this many since the last purge.
+/// Purge idle entries once the table has grown by this many since the last purge.
 const PURGE_EVERY: usize = 1024;
+
+type SessionLock = Arc<tokio::sync::Mutex<()>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct LockTable {
@@ -18,7 +20,9 @@ pub(crate) struct LockTable {
 
 #[derive(Debug, Default)]
 struct Table {
-    locks: HashMap<SessionId, Weak<tokio::sync::Mutex<()>>>,
+    /// Entries stay after their request so that a session's next request
+    /// reuses the lock instead of allocating one; idle ones are purged.
+    locks: HashMap<SessionId, SessionLock, IdBuildHasher>,
     inserted_since_purge: usize,
 }
 
@@ -30,23 +34,28 @@ impl LockTable {
         timeout: Duration,
     ) -> Option<OwnedMutexGuard<()>> {
         let lock = self.lock_for(id);
-        tokio::time::timeout(timeout, lock.lock_owned()).await.ok()
+        // The usual case, a free lock, needs no timer.
+        match lock.clone().try_lock_owned() {
+            Ok(guard) => Some(guard),
+            Err(_) => tokio::time::timeout(timeout, lock.lock_owned()).await.ok(),
+        }
     }
 
-    fn lock_for(&self, id: &SessionId) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, id: &SessionId) -> SessionLock {
         let mut table = self
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(lock) = table.locks.get(id).and_then(Weak::upgrade) {
-            return lock;
+        if let Some(lock) = table.locks.get(id) {
+            return lock.clone();
         }
 
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        table.locks.insert(id.clone(), Arc::downgrade(&lock));
+        let lock = SessionLock::default();
+        table.locks.insert(id.clone(), lock.clone());
         table.inserted_since_purge += 1;
         if table.inserted_since_purge >= PURGE_EVERY {
-            table.locks.retain(|_, weak| weak.strong_count() > 0);
+            // Only the table holds an idle lock: no request waits on it.
+            table.locks.retain(|_, lock| Arc::strong_count(lock) > 1);
             table.inserted_since_purge = 0;
         }
         lock

@@ -17,6 +17,9 @@ const MAGIC: [u8; 2] = *b"SR";
 pub(crate) const SCHEMA_VERSION: u8 = 1;
 const FLAG_COMPRESSED: u8 = 0b0000_0001;
 const HEADER_LEN: usize = 4;
+/// Initial buffer size of an encoded record: most sessions fit without a
+/// reallocation.
+const ENCODE_CAPACITY: usize = 256;
 
 /// Default cap on a decompressed record: 1 MiB.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 1024 * 1024;
@@ -86,28 +89,31 @@ impl RecordCodec {
     /// [`CodecError::TooLarge`] when it is larger than the decompression cap
     /// (it could never be read back).
     pub fn encode<V: Serialize>(&self, value: &V) -> Result<Vec<u8>, CodecError> {
-        let body =
-            postcard::to_stdvec(value).map_err(|error| CodecError::Serialize(error.to_string()))?;
-        if body.len() > self.max_decompressed {
+        // The body is written after the header in one buffer, sized so that
+        // a typical record needs no reallocation.
+        let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+        out.extend_from_slice(&MAGIC);
+        out.push(SCHEMA_VERSION);
+        out.push(0);
+        postcard::to_io(value, &mut out)
+            .map_err(|error| CodecError::Serialize(error.to_string()))?;
+
+        let body_len = out.len() - HEADER_LEN;
+        if body_len > self.max_decompressed {
             return Err(CodecError::TooLarge {
-                claimed: body.len(),
+                claimed: body_len,
                 limit: self.max_decompressed,
             });
         }
-
-        let compress = self
+        if self
             .compression_threshold
-            .is_some_and(|threshold| body.len() > threshold);
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&MAGIC);
-        out.push(SCHEMA_VERSION);
-        if compress {
-            out.push(FLAG_COMPRESSED);
-            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            out.extend_from_slice(&lz4_flex::block::compress(&body));
-        } else {
-            out.push(0);
-            out.extend_from_slice(&body);
+            .is_some_and(|threshold| body_len > threshold)
+        {
+            let compressed = lz4_flex::block::compress(&out[HEADER_LEN..]);
+            out.truncate(HEADER_LEN);
+            out[HEADER_LEN - 1] = FLAG_COMPRESSED;
+            out.extend_from_slice(&(body_len as u32).to_le_bytes());
+            out.extend_from_slice(&compressed);
         }
         Ok(out)
     }

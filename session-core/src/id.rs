@@ -149,6 +149,40 @@ impl fmt::Debug for IdDigest {
     }
 }
 
+/// A hasher for maps keyed by [`SessionId`] that takes the id's own random
+/// bits as the hash instead of running SipHash over them.
+///
+/// Use it only where every key comes from [`SessionId::random`] or from a
+/// verified cookie: clients cannot choose such ids, so they cannot make
+/// them collide. Build maps with [`IdBuildHasher`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A `SessionId` hashes as its 32 bytes; the first eight are enough.
+        // Each write is mixed into the running hash, so other keys still
+        // hash correctly, but only the first eight bytes of a write count.
+        let mut chunk = [0u8; 8];
+        let take = bytes.len().min(8);
+        chunk[..take].copy_from_slice(&bytes[..take]);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(chunk)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_usize(&mut self, _length: usize) {
+        // The length prefix of the id's bytes is the same for every id.
+    }
+}
+
+/// Builds [`IdHasher`]s, for `HashMap<SessionId, _, IdBuildHasher>` and
+/// other maps keyed by server-drawn ids.
+pub type IdBuildHasher = std::hash::BuildHasherDefault<IdHasher>;
+
 /// A source of new session ids.
 ///
 /// The default draws from the OS CSPRNG. Tests may inject a generator that
@@ -196,6 +230,25 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             assert!(seen.insert(encoded), "duplicate id drawn");
         }
+    }
+
+    #[test]
+    fn id_hasher_spreads_random_ids() {
+        use std::collections::HashMap;
+        use std::hash::BuildHasher;
+
+        let ids: Vec<SessionId> = (0..1000).map(|_| SessionId::random()).collect();
+        let mut map: HashMap<SessionId, usize, IdBuildHasher> = HashMap::default();
+        for (index, id) in ids.iter().enumerate() {
+            map.insert(id.clone(), index);
+        }
+        for (index, id) in ids.iter().enumerate() {
+            assert_eq!(map.get(id), Some(&index));
+        }
+
+        let hasher = IdBuildHasher::default();
+        let hashes: HashSet<u64> = ids.iter().map(|id| hasher.hash_one(id)).collect();
+        assert_eq!(hashes.len(), ids.len(), "random ids get distinct hashes");
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod keys;
 mod record;
 mod store;
 mod token;
+mod verified;
 
 pub use binding::{BindingMismatch, BindingPolicy, ClientInfo, Fingerprint, TrustedProxies};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -45,7 +46,10 @@ pub use events::{
     dispatch as dispatch_event, NoEvents, SessionEvent, SessionEventKind, SessionEvents,
 };
 pub use flash::{FlashLevel, FlashMessage, FlashState};
-pub use id::{IdDigest, IdGenerator, RandomIdGenerator, SessionId, SESSION_ID_ENCODED_LEN};
+pub use id::{
+    IdBuildHasher, IdDigest, IdGenerator, IdHasher, RandomIdGenerator, SessionId,
+    SESSION_ID_ENCODED_LEN,
+};
 pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
 pub use record::{SessionExpiry, SessionRecord};
 #[cfg(feature = "redis")]
@@ -59,6 +63,7 @@ pub use store::redis::{RedisConfigError, RedisStore, RedisStoreBuilder};
 pub use store::resilient::{BreakerState, ResilientStore, ResilientStoreBuilder, RetryPolicy};
 pub use store::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
 pub use token::{OpenedToken, TokenError};
+pub use verified::{VerifiedIdCache, DEFAULT_VERIFIED_ID_SLOTS};
 
 #[cfg(feature = "test-suite")]
 pub mod conformance;

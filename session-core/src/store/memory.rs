@@ -12,10 +12,12 @@ use moka::sync::Cache;
 use time::OffsetDateTime;
 
 use super::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
-use crate::{Clock, SessionId, SystemClock};
+use crate::{Clock, IdBuildHasher, SessionId, SystemClock};
 
-/// One pool of sessions, keyed by id.
-type Pool = Cache<SessionId, Arc<StoredSession>>;
+/// One pool of sessions, keyed by id. Ids are drawn by the server and reach
+/// the store only after their signature check, so their own bits serve as
+/// the hash.
+type Pool = Cache<SessionId, Arc<StoredSession>, IdBuildHasher>;
 
 /// Number of lock stripes that serialise operations on one id. A power of two.
 const STRIPES: usize = 64;
@@ -123,7 +125,7 @@ impl MemoryStoreBuilder {
                     }
                     RemovalCause::Explicit | RemovalCause::Replaced => {}
                 })
-                .build()
+                .build_with_hasher(IdBuildHasher::default())
         };
         MemoryStore {
             inner: Arc::new(Inner {
