@@ -19,7 +19,7 @@ use session_core::{
     dispatch_event, find_cookie_values, render_removal_cookie, render_set_cookie, BindingPolicy,
     ClientInfo, CookieLifetime, CookieStoreError, CreateOutcome, FlashState, SaveOutcome,
     SessionData, SessionEvent, SessionEventKind, SessionExpiry, SessionId, SessionRecord,
-    StoreError,
+    StoreError, StoredSession,
 };
 use time::OffsetDateTime;
 use tokio::sync::{OnceCell, OwnedMutexGuard};
@@ -55,12 +55,16 @@ pub(crate) struct SessionHandle<T: SessionData> {
 struct State<T> {
     /// The session as this request uses it: loaded, or created in memory by
     /// a write. `None` means anonymous with nothing to store.
-    record: Option<SessionRecord<T>>,
+    /// Shared with the record cache until the request changes it.
+    record: Option<Arc<SessionRecord<T>>>,
+    /// The stored form `record` was just decoded from, for the record
+    /// cache once the request ends without changing it.
+    decoded_from: Option<StoredSession>,
     /// Id and version of the stored record `record` was loaded from.
     stored: Option<(SessionId, u64)>,
     /// A stored record that `destroy` asked to delete (server stores) or
     /// revoke (cookie store).
-    to_delete: Option<SessionRecord<T>>,
+    to_delete: Option<Arc<SessionRecord<T>>>,
     flash: FlashState,
     data_changed: bool,
     expiry_changed: bool,
@@ -80,6 +84,7 @@ impl<T> Default for State<T> {
     fn default() -> Self {
         Self {
             record: None,
+            decoded_from: None,
             stored: None,
             to_delete: None,
             flash: FlashState::default(),
@@ -172,10 +177,10 @@ impl<T: SessionData> SessionHandle<T> {
             Backend::Cookie(_) => self.load_from_cookie(&values, &mut state).await,
         };
         match loaded {
-            Ok(Some(mut record)) => {
+            Ok(Some(record)) => {
                 // The flash lives in the state until `persist` puts the
                 // messages to keep back into the record.
-                state.flash = FlashState::from_pending(std::mem::take(&mut record.flash));
+                state.flash = FlashState::from_pending(record.flash.clone());
                 state.record = Some(record);
                 self.revalidate(&mut state).await;
             }
@@ -202,7 +207,7 @@ impl<T: SessionData> SessionHandle<T> {
         &self,
         values: &[&str],
         state: &mut State<T>,
-    ) -> Result<Option<SessionRecord<T>>, StoreError> {
+    ) -> Result<Option<Arc<SessionRecord<T>>>, StoreError> {
         let Backend::Cookie(store) = &self.shared.backend else {
             unreachable!("load_from_cookie is called for the cookie backend only");
         };
@@ -221,7 +226,7 @@ impl<T: SessionData> SessionHandle<T> {
             self.event(SessionEventKind::Loaded, Some(&id), None);
             state.reissue_cookie = loaded.needs_reseal;
             state.stored = Some((id, loaded.record.version()));
-            return Ok(Some(loaded.record));
+            return Ok(Some(Arc::new(loaded.record)));
         }
         self.event(SessionEventKind::Tampered, None, None);
         Ok(None)
@@ -255,7 +260,7 @@ impl<T: SessionData> SessionHandle<T> {
         &self,
         values: &[&str],
         state: &mut State<T>,
-    ) -> Result<Option<SessionRecord<T>>, StoreError> {
+    ) -> Result<Option<Arc<SessionRecord<T>>>, StoreError> {
         let Backend::Server(store) = &self.shared.backend else {
             unreachable!("load_from_server is called for server stores only");
         };
@@ -303,13 +308,21 @@ impl<T: SessionData> SessionHandle<T> {
         };
         let version = stored.version;
 
-        let record = match SessionRecord::<T>::from_stored(stored, config.codec()) {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::warn!(%error, digest = %id.digest(config.keys()), "stored session record could not be decoded; treating it as absent");
-                metrics::counter!("session_records_undecodable_total").increment(1);
-                return Ok(None);
-            }
+        let record = match self.shared.records.get(&stored) {
+            Some(record) => record,
+            None => match SessionRecord::<T>::from_stored(stored.clone(), config.codec()) {
+                Ok(record) => {
+                    // Cached only if the request leaves it unchanged, so a
+                    // request that changes it owns it and never copies it.
+                    state.decoded_from = Some(stored);
+                    Arc::new(record)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, digest = %id.digest(config.keys()), "stored session record could not be decoded; treating it as absent");
+                    metrics::counter!("session_records_undecodable_total").increment(1);
+                    return Ok(None);
+                }
+            },
         };
 
         if record.is_expired(config.clock().now()) {
@@ -343,7 +356,7 @@ impl<T: SessionData> SessionHandle<T> {
             Revalidation::Valid => {}
             Revalidation::Update(data) => {
                 let gained_role = data.roles().iter().any(|role| !record.data.has_role(role));
-                record.data = data;
+                Arc::make_mut(record).data = data;
                 state.data_changed = true;
                 if gained_role {
                     state.regenerate = true;
@@ -363,7 +376,7 @@ impl<T: SessionData> SessionHandle<T> {
     /// Runs `f` on the data, read-only.
     pub(crate) fn read<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         let state = self.state();
-        f(state.record.as_ref().map(|record| &record.data))
+        f(state.record.as_deref().map(|record| &record.data))
     }
 
     /// Runs `f` on the data, creating an in-memory session if there is none,
@@ -382,16 +395,18 @@ impl<T: SessionData> SessionHandle<T> {
 
     fn record_mut<'s>(&self, state: &'s mut State<T>) -> &'s mut SessionRecord<T> {
         let config = &self.shared.config;
-        state.record.get_or_insert_with(|| {
-            SessionRecord::new(
+        let record = state.record.get_or_insert_with(|| {
+            Arc::new(SessionRecord::new(
                 config.ids().generate(),
                 T::default(),
                 config.clock().now(),
                 config.idle_timeout(),
                 config.absolute_lifetime(),
                 config.cookie().lifetime() == CookieLifetime::Persistent,
-            )
-        })
+            ))
+        });
+        // Copies the record once if the record cache still shares it.
+        Arc::make_mut(record)
     }
 
     pub(crate) fn regenerate(&self) {
@@ -459,6 +474,9 @@ impl<T: SessionData> SessionHandle<T> {
                     }
                 });
         if clean {
+            if let (Some(stored), Some(record)) = (state.decoded_from.take(), &state.record) {
+                self.shared.records.put(stored, record.clone());
+            }
             state._lock = None;
         }
         clean
@@ -501,12 +519,13 @@ impl<T: SessionData> SessionHandle<T> {
             set_cookie = Some(render_removal_cookie(config.cookie()));
         }
 
-        let Some(mut record) = state.record.take() else {
+        let Some(record) = state.record.take() else {
             if state.stale_cookie && set_cookie.is_none() {
                 set_cookie = Some(render_removal_cookie(config.cookie()));
             }
             return Ok(set_cookie);
         };
+        let mut record = Arc::unwrap_or_clone(record);
         let flash_modified = state.flash.is_modified();
         record.flash = std::mem::take(&mut state.flash).into_pending();
         let changed = state.data_changed || flash_modified || state.expiry_changed;
@@ -690,11 +709,14 @@ impl<T: SessionData> SessionHandle<T> {
     /// Deletes a stored record, or revokes a cookie-store session.
     async fn remove(&self, record: &SessionRecord<T>) -> Result<(), SessionRejection> {
         match &self.shared.backend {
-            Backend::Server(store) => store
-                .delete(record.id())
-                .await
-                .map(drop)
-                .map_err(|error| store_failed("delete", error)),
+            Backend::Server(store) => {
+                self.shared.records.forget(record.id());
+                store
+                    .delete(record.id())
+                    .await
+                    .map(drop)
+                    .map_err(|error| store_failed("delete", error))
+            }
             Backend::Cookie(store) => store
                 .revoke(record)
                 .await

@@ -21,6 +21,7 @@ use tower_service::Service;
 
 use crate::handle::{HandleExtension, SessionHandle};
 use crate::locks::LockTable;
+use crate::records::{RecordCache, DEFAULT_RECORD_SLOTS};
 
 /// The outcome for a request whose session load fails in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +68,7 @@ pub(crate) struct Shared<T> {
     pub(crate) in_flight: InFlight,
     pub(crate) revalidator: Option<Revalidator<T>>,
     pub(crate) verified_ids: VerifiedIdCache,
+    pub(crate) records: RecordCache<T>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -186,6 +188,7 @@ impl<T: SessionData> SessionLayer<T> {
         Self {
             shared: Arc::new(Shared {
                 verified_ids: VerifiedIdCache::new(&config, DEFAULT_VERIFIED_ID_SLOTS),
+                records: RecordCache::new(DEFAULT_RECORD_SLOTS),
                 config,
                 backend,
                 locks: LockTable::default(),
@@ -240,6 +243,24 @@ impl<T: SessionData> SessionLayer<T> {
     pub fn verified_id_cache(mut self, slots: usize) -> Self {
         let shared = self.shared_mut();
         shared.verified_ids = VerifiedIdCache::new(&shared.config, slots);
+        self
+    }
+
+    /// Sets how many decoded sessions are kept beside a server-side store
+    /// (default 4096, rounded up to a power of two; 0 turns the cache off).
+    ///
+    /// Every request still loads its session from the store. When the
+    /// stored bytes, version and expiry equal those of a kept entry, the
+    /// request reuses that entry's decoded data instead of decoding again,
+    /// and copies it only if it changes the session. Each entry holds one
+    /// decoded session, so the memory it takes grows with the size of `T`.
+    /// The cookie store does not use it.
+    ///
+    /// # Panics
+    ///
+    /// When called after the layer was cloned.
+    pub fn record_cache(mut self, slots: usize) -> Self {
+        self.shared_mut().records = RecordCache::new(slots);
         self
     }
 

@@ -58,6 +58,7 @@ mod guard;
 mod handle;
 mod layer;
 mod locks;
+mod records;
 mod rejection;
 mod testing;
 

@@ -120,3 +120,73 @@ async fn retired_signing_key_is_replaced_on_the_next_request() {
         axum::http::StatusCode::UNAUTHORIZED
     );
 }
+
+/// A layer that keeps a decoded copy of a session still serves what the
+/// store holds after another layer (another node) changed it, and after a
+/// logout elsewhere.
+#[tokio::test]
+async fn cached_session_follows_changes_made_elsewhere() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let node_a = support::Harness::with_store(store.clone(), clock.clone(), |b| b);
+    let node_b = support::Harness::with_store(store.clone(), clock.clone(), |b| b);
+
+    let cookie = node_a.post("/cart/add?item=x", None).await.cookie();
+    assert_eq!(node_a.get("/cart", Some(&cookie)).await.body, "[x]");
+    assert_eq!(node_a.get("/cart", Some(&cookie)).await.body, "[x]");
+
+    assert_eq!(
+        node_b.post("/cart/add?item=y", Some(&cookie)).await.status,
+        axum::http::StatusCode::NO_CONTENT
+    );
+    assert_eq!(node_a.get("/cart", Some(&cookie)).await.body, "[x,y]");
+
+    store
+        .delete(&support::id_of(&cookie))
+        .await
+        .expect("memory store delete");
+    let after_logout = node_a.get("/cart", Some(&cookie)).await;
+    assert_eq!(after_logout.body, "[]");
+    assert_eq!(after_logout.session_cookies().len(), 1, "a removal cookie");
+}
+
+/// With the record and verified-id caches off, the layer behaves the same.
+#[tokio::test]
+async fn layer_without_caches_serves_sessions() {
+    let clock = ManualClock::starting_now();
+    let config = support::test_config(&clock, |b| b);
+    let store = MemoryStore::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let layer = session_axum::SessionLayer::<support::TestSession>::new(store, config)
+        .record_cache(0)
+        .verified_id_cache(0);
+    let app = support::app::router(layer);
+
+    let add = tower::ServiceExt::oneshot(
+        app.clone(),
+        axum::http::Request::post("/cart/add?item=x")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let added = support::TestResponse::read(add).await;
+    assert_eq!(added.status, axum::http::StatusCode::NO_CONTENT);
+    let cookie = added.cookie();
+
+    for _ in 0..2 {
+        let read = tower::ServiceExt::oneshot(
+            app.clone(),
+            axum::http::Request::get("/cart")
+                .header(axum::http::header::COOKIE, &cookie)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(support::TestResponse::read(read).await.body, "[x]");
+    }
+}

@@ -16,9 +16,13 @@ Tasks:
         4. cargo test --workspace --all-features, with REDIS_URL set
   bench [--quick]
       Run every bench target of the workspace
-      (cargo bench --workspace --all-features --bench '*'), with REDIS_URL set.
+      (cargo bench --workspace --all-features --bench '*'), with REDIS_URL set,
+      then the ratio table (session-bench's `summary`, written to
+      target/session-bench/criterion.md) and the loopback load test
+      (session-bench's `loadgen`, written to target/session-bench/loadgen.md).
       --quick passes `--warm-up-time 1 --measurement-time 2` (seconds) to
-      criterion for a short, less precise run.
+      criterion, shortens the route benches further and runs the load test
+      once with short phases: a less precise run for routine checks.
   redis-up
       Print the URL of a reachable Redis on stdout. If the task had to start a
       private redis-server, it keeps running until you press Ctrl-C.

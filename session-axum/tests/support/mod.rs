@@ -100,7 +100,7 @@ fn with_revalidation(layer: SessionLayer<TestSession>, roles: RoleDb) -> Session
 /// Builds the configuration of the test apps: the testing preset with a
 /// 30-minute idle timeout, a 1-minute refresh interval and `clock`,
 /// adjusted by `tweak`.
-fn test_config(
+pub fn test_config(
     clock: &ManualClock,
     tweak: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
 ) -> SessionConfig {

@@ -1,0 +1,175 @@
+//! Decoded records of recently read sessions, so that a request whose
+//! stored bytes did not change since the last one skips the decode.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use session_core::{SessionId, SessionRecord, StoredSession};
+
+/// Default number of slots of the record cache.
+pub(crate) const DEFAULT_RECORD_SLOTS: usize = 4096;
+
+/// A direct-mapped cache from a stored session to its decoded record.
+///
+/// An entry matches only the exact stored form it was made from: same
+/// id, version, expiry and payload bytes. Decoding is a pure function of
+/// those, so a hit returns what a decode would, and the store stays the
+/// source of truth: every request still loads from it first.
+pub(crate) struct RecordCache<T> {
+    slots: Box<[Slot<T>]>,
+}
+
+type Slot<T> = Mutex<Option<Box<Cached<T>>>>;
+
+struct Cached<T> {
+    stored: StoredSession,
+    record: Arc<SessionRecord<T>>,
+}
+
+impl<T> RecordCache<T> {
+    /// Creates a cache with `slots` entries rounded up to a power of two; 0
+    /// turns it off.
+    pub(crate) fn new(slots: usize) -> Self {
+        let slots = if slots == 0 {
+            0
+        } else {
+            slots.next_power_of_two()
+        };
+        Self {
+            slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Returns the decoded record of `stored` if this exact stored form is cached.
+    pub(crate) fn get(&self, stored: &StoredSession) -> Option<Arc<SessionRecord<T>>> {
+        let slot = self.slot(&stored.id)?;
+        let entry = lock(slot);
+        let cached = entry.as_deref()?;
+        let same = cached.stored.version == stored.version
+            && cached.stored.expires_at == stored.expires_at
+            && cached.stored.id == stored.id
+            && cached.stored.payload == stored.payload;
+        same.then(|| cached.record.clone())
+    }
+
+    /// Remembers `record` as the decoded form of `stored`, evicting the
+    /// slot's previous entry.
+    pub(crate) fn put(&self, stored: StoredSession, record: Arc<SessionRecord<T>>) {
+        let Some(slot) = self.slot(&stored.id) else {
+            return;
+        };
+        let cached = Cached { stored, record };
+        let mut entry = lock(slot);
+        match entry.as_deref_mut() {
+            // Reuse the allocation of the entry this one evicts.
+            Some(old) => *old = cached,
+            None => *entry = Some(Box::new(cached)),
+        }
+    }
+
+    /// Drops the entry of `id`, for a session that was deleted.
+    pub(crate) fn forget(&self, id: &SessionId) {
+        if let Some(slot) = self.slot(id) {
+            let mut entry = lock(slot);
+            if entry.as_ref().is_some_and(|cached| cached.stored.id == *id) {
+                *entry = None;
+            }
+        }
+    }
+
+    fn slot(&self, id: &SessionId) -> Option<&Slot<T>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        // Ids are random, so their first bytes spread them over the slots.
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&id.as_bytes()[..8]);
+        let index = u64::from_le_bytes(prefix) as usize & (self.slots.len() - 1);
+        Some(&self.slots[index])
+    }
+}
+
+fn lock<T>(slot: &Mutex<T>) -> MutexGuard<'_, T> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use session_core::{RecordCodec, SessionData};
+    use time::OffsetDateTime;
+
+    #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Counter {
+        count: u32,
+    }
+
+    impl SessionData for Counter {
+        fn identity(&self) -> Option<String> {
+            None
+        }
+    }
+
+    fn stored(count: u32) -> (StoredSession, SessionRecord<Counter>) {
+        let record = SessionRecord::new(
+            SessionId::random(),
+            Counter { count },
+            OffsetDateTime::UNIX_EPOCH,
+            None,
+            None,
+            false,
+        );
+        let stored = record.to_stored(&RecordCodec::default()).unwrap();
+        (stored, record)
+    }
+
+    #[test]
+    fn exact_stored_form_hits() {
+        let cache = RecordCache::new(16);
+        let (stored, record) = stored(1);
+        cache.put(stored.clone(), Arc::new(record.clone()));
+        assert_eq!(cache.get(&stored).as_deref(), Some(&record));
+    }
+
+    #[test]
+    fn any_changed_field_misses() {
+        let cache = RecordCache::new(16);
+        let (stored, record) = stored(1);
+        cache.put(stored.clone(), Arc::new(record));
+
+        let mut newer = stored.clone();
+        newer.version += 1;
+        assert!(cache.get(&newer).is_none(), "version");
+
+        let mut touched = stored.clone();
+        touched.expires_at = Some(OffsetDateTime::UNIX_EPOCH);
+        assert!(cache.get(&touched).is_none(), "expiry");
+
+        let mut rewritten = stored.clone();
+        let mut bytes = rewritten.payload.to_vec();
+        *bytes.last_mut().unwrap() ^= 1;
+        rewritten.payload = Bytes::from(bytes);
+        assert!(cache.get(&rewritten).is_none(), "payload");
+
+        let mut other = stored.clone();
+        other.id = SessionId::random();
+        assert!(cache.get(&other).is_none(), "id");
+    }
+
+    #[test]
+    fn forgotten_session_misses() {
+        let cache = RecordCache::new(16);
+        let (stored, record) = stored(1);
+        cache.put(stored.clone(), Arc::new(record));
+        cache.forget(&stored.id);
+        assert!(cache.get(&stored).is_none());
+    }
+
+    #[test]
+    fn zero_slots_cache_nothing() {
+        let cache = RecordCache::new(0);
+        let (stored, record) = stored(1);
+        cache.put(stored.clone(), Arc::new(record));
+        assert!(cache.get(&stored).is_none());
+    }
+}
