@@ -1,4 +1,5 @@
-//! The Redis store on a private three-master Redis Cluster.
+//! The Redis store and the clustered store on a private three-master Redis
+//! Cluster.
 
 #![cfg(feature = "redis")]
 
@@ -10,9 +11,11 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use deadpool_redis::redis;
 use session_core::conformance::{self, stored};
 use session_core::{
-    CreateOutcome, ManualClock, RedisStore, SaveOutcome, SessionConfig, SessionStore,
+    ClusteredRedisStore, CreateOutcome, ManualClock, RedisStore, SaveOutcome, SessionConfig,
+    SessionStore,
 };
 use support::redis_server::{scan, RedisCluster};
 
@@ -145,4 +148,210 @@ async fn rotation_and_identity_listing_work_across_slots() {
             node.port()
         );
     }
+}
+
+#[tokio::test]
+async fn clustered_store_conformance_suite_passes_on_a_cluster() {
+    let cluster = RedisCluster::start();
+    let check = AtomicUsize::new(0);
+    conformance::run_all(|clock| {
+        let prefix = format!(
+            "clustered:{}:session:",
+            check.fetch_add(1, Ordering::Relaxed)
+        );
+        let builder = ClusteredRedisStore::cluster_from_urls(cluster.urls())
+            .key_prefix(prefix)
+            .clock(Arc::new(clock.clone()));
+        async move { builder.build().await.unwrap() }
+    })
+    .await;
+
+    let check = AtomicUsize::new(0);
+    conformance::run_all(|clock| {
+        let prefix = format!(
+            "clustered-fenced:{}:session:",
+            check.fetch_add(1, Ordering::Relaxed)
+        );
+        let config = SessionConfig::testing(b"cluster test secret, 32 bytes!!!")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let builder = ClusteredRedisStore::cluster_from_urls(cluster.urls())
+            .key_prefix(prefix)
+            .encrypt_with(&config)
+            .fenced_reads(true);
+        async move { builder.build().await.unwrap() }
+    })
+    .await;
+}
+
+/// Each subscriber has one shard subscription, on the master that owns the
+/// channel's slot, whichever node it was given first. Invalidations go
+/// through `SPUBLISH`, and fences succeed.
+#[tokio::test]
+async fn clustered_store_subscribes_on_the_channel_owner() {
+    let cluster = RedisCluster::start();
+    let clock = ManualClock::starting_now();
+    let channel = "owner:invalidations";
+    let slot = cluster.slot_of(channel);
+    let owner = cluster.owner_of(slot);
+
+    // Every node first, so that all but one start with a MOVED reply.
+    let mut stores = Vec::new();
+    for first in 0..cluster.nodes().len() {
+        let mut urls = cluster.urls();
+        urls.rotate_left(first);
+        let store = ClusteredRedisStore::cluster_from_urls(urls)
+            .key_prefix("owner:")
+            .node_id(format!("node-{first}"))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(store.channel(), channel);
+        store.catch_up().await.unwrap();
+        stores.push(store);
+    }
+    for index in 0..cluster.nodes().len() {
+        let expected = if index == owner { 3 } else { 0 };
+        assert_eq!(
+            cluster.shard_subscribers(index, channel),
+            expected,
+            "shard subscribers on master {index}; the owner is {owner}"
+        );
+    }
+
+    let session = stored(&clock, Some("alice"), b"v1");
+    stores[0].create(&session).await.unwrap();
+    assert!(stores[1].load(&session.id).await.unwrap().is_some());
+    assert!(stores[0].delete(&session.id).await.unwrap());
+    stores[1].catch_up().await.unwrap();
+    assert_eq!(stores[1].stats().invalidations, 1);
+    assert_eq!(stores[1].load(&session.id).await.unwrap(), None);
+
+    // A dropped subscriber connection is a lost subscription: each store
+    // clears its cache and subscribes on the owner again.
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut cluster.nodes()[owner].admin())
+        .unwrap();
+    assert_eq!(killed, 3);
+    let mut resubscribed = false;
+    for _ in 0..500 {
+        resubscribed = stores.iter().all(|store| store.stats().subscriptions == 2)
+            && cluster.shard_subscribers(owner, channel) == 3;
+        if resubscribed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(resubscribed, "every store subscribed again on the owner");
+    for store in &stores {
+        assert!(store.stats().clears >= 2, "the cache was cleared");
+    }
+
+    let session = stored(&clock, Some("alice"), b"v2");
+    stores[0].create(&session).await.unwrap();
+    assert!(stores[2].load(&session.id).await.unwrap().is_some());
+    assert!(stores[0].delete(&session.id).await.unwrap());
+    stores[2].catch_up().await.unwrap();
+    assert_eq!(stores[2].stats().invalidations, 2);
+    assert_eq!(stores[2].load(&session.id).await.unwrap(), None);
+}
+
+/// The subscriber subscribes on the master of the channel's slot even when
+/// it starts from that master's replica, which would accept `SSUBSCRIBE`
+/// too. When the master dies and its replica takes over, each store loses
+/// its subscription, clears its cache and subscribes on the new master.
+/// Invalidations then reach the other store again.
+#[tokio::test]
+async fn clustered_store_follows_a_failover() {
+    let mut cluster = RedisCluster::start_with_replicas();
+    let clock = ManualClock::starting_now();
+    let channel = "failover:invalidations";
+    let slot = cluster.slot_of(channel);
+    let old_owner = cluster.owner_of(slot);
+    let replica = cluster
+        .replica_of(old_owner)
+        .expect("every master has a replica");
+
+    // The replica first: the store must still subscribe on the master.
+    let mut urls = cluster.urls();
+    urls.swap(0, replica);
+    let mut stores = Vec::new();
+    for node_id in ["node-a", "node-b"] {
+        let store = ClusteredRedisStore::cluster_from_urls(urls.clone())
+            .key_prefix("failover:")
+            .node_id(node_id)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .await
+            .unwrap();
+        store.catch_up().await.unwrap();
+        stores.push(store);
+    }
+    assert_eq!(cluster.shard_subscribers(old_owner, channel), 2);
+    assert_eq!(cluster.shard_subscribers(replica, channel), 0);
+
+    cluster.kill(old_owner);
+    // The replica waits for the 1 s node timeout, then an election.
+    let mut new_owner = old_owner;
+    for _ in 0..1_500 {
+        let owner = cluster.owner_of(slot);
+        if owner != old_owner
+            && stores.iter().all(|store| store.stats().subscriptions == 2)
+            && cluster.shard_subscribers(owner, channel) == 2
+        {
+            new_owner = owner;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_ne!(
+        new_owner, old_owner,
+        "a replica took over and both stores subscribed on it"
+    );
+    for store in &stores {
+        assert!(store.stats().clears >= 2, "the cache was cleared");
+    }
+
+    // The stores' cluster connections may still try the dead master for a
+    // while, so each operation gets a few attempts.
+    let mut created = None;
+    for _ in 0..20 {
+        let session = stored(&clock, Some("alice"), b"v1");
+        if stores[0].create(&session).await.is_ok() {
+            created = Some(session);
+            break;
+        }
+    }
+    let session = created.expect("a create succeeds after the failover");
+    let mut loaded = None;
+    for _ in 0..20 {
+        if let Ok(found) = stores[1].load(&session.id).await {
+            loaded = Some(found);
+            break;
+        }
+    }
+    assert!(loaded
+        .expect("a load succeeds after the failover")
+        .is_some());
+    let hits = stores[1].stats().hits;
+    assert!(stores[1].load(&session.id).await.unwrap().is_some());
+    assert_eq!(stores[1].stats().hits, hits + 1, "B caches the session");
+
+    let invalidations = stores[1].stats().invalidations;
+    let mut deleted = false;
+    for _ in 0..20 {
+        if stores[0].delete(&session.id).await.is_ok() {
+            deleted = true;
+            break;
+        }
+    }
+    assert!(deleted, "a delete succeeds after the failover");
+    stores[1].catch_up().await.unwrap();
+    assert!(stores[1].stats().invalidations > invalidations);
+    assert_eq!(stores[1].load(&session.id).await.unwrap(), None);
 }

@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -269,8 +270,21 @@ impl RedisCluster {
     /// Starts three masters, joins them with `redis-cli --cluster create`
     /// and waits until every node reports `cluster_state:ok`.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::start_on_free_port(&[], true))
+        Self::start_nodes(3, 0, &[])
+    }
+
+    /// Starts three masters with one replica each and a cluster node
+    /// timeout of 1 s, so that a replica takes over within seconds of its
+    /// master's death. Waits until every replica is in sync.
+    pub fn start_with_replicas() -> Self {
+        let cluster = Self::start_nodes(6, 1, &["--cluster-node-timeout", "1000"]);
+        cluster.wait_for_replicas();
+        cluster
+    }
+
+    fn start_nodes(count: usize, replicas: usize, extra: &[&str]) -> Self {
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| RedisServer::start_on_free_port(extra, true))
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
@@ -282,7 +296,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|error| {
@@ -300,6 +314,7 @@ impl RedisCluster {
     }
 
     fn wait_until_ok(&self) {
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
         let started = Instant::now();
         while started.elapsed() < CLUSTER_READY_TIMEOUT {
             let all_ok = self.nodes.iter().all(|node| {
@@ -307,7 +322,7 @@ impl RedisCluster {
                     .arg("INFO")
                     .query(&mut node.admin())
                     .unwrap_or_default();
-                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+                info.contains("cluster_state:ok") && info.contains(&known)
             });
             if all_ok {
                 return;
@@ -315,6 +330,42 @@ impl RedisCluster {
             thread::sleep(POLL);
         }
         panic!("the test cluster did not reach cluster_state:ok in {CLUSTER_READY_TIMEOUT:?}");
+    }
+
+    fn wait_for_replicas(&self) {
+        let started = Instant::now();
+        while started.elapsed() < CLUSTER_READY_TIMEOUT {
+            let in_sync = self.nodes.iter().all(|node| {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut node.admin())
+                    .unwrap_or_default();
+                info.contains("role:master") || info.contains("master_link_status:up")
+            });
+            if in_sync {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+        panic!("the test cluster's replicas were not in sync in {CLUSTER_READY_TIMEOUT:?}");
+    }
+
+    /// Returns the cluster that other tests of this binary are using right
+    /// now, or starts one. The cluster stops when the last test holding it
+    /// drops it, so tests that run at the same time share one cluster
+    /// without leaving processes behind. Tests that change the topology
+    /// start their own with [`RedisCluster::start`].
+    pub fn shared() -> Arc<Self> {
+        static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+        let mut shared = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(cluster) = shared.upgrade() {
+            return cluster;
+        }
+        let cluster = Arc::new(Self::start());
+        *shared = Arc::downgrade(&cluster);
+        cluster
     }
 
     /// Returns the URL of every node.
@@ -325,5 +376,152 @@ impl RedisCluster {
     /// Returns the nodes, all masters.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+}
+
+impl RedisCluster {
+    /// Returns the hash slot of `key`, which may also be a channel name.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].admin())
+            .unwrap()
+    }
+
+    /// Returns the index in [`RedisCluster::nodes`] of the master that owns
+    /// `slot`, as the first node that is running sees it.
+    pub fn owner_of(&self, slot: u16) -> usize {
+        let reply: Vec<redis::Value> = self
+            .nodes
+            .iter()
+            .filter(|node| node.child.is_some())
+            .find_map(|node| {
+                let client = redis::Client::open(node.url()).ok()?;
+                let mut connection = client
+                    .get_connection_with_timeout(Duration::from_secs(1))
+                    .ok()?;
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query(&mut connection)
+                    .ok()
+            })
+            .expect("a running node answers CLUSTER SLOTS");
+        let ranges: Vec<(u16, u16, u16)> = reply
+            .into_iter()
+            .map(|range| {
+                let redis::Value::Array(fields) = range else {
+                    panic!("unexpected CLUSTER SLOTS entry {range:?}");
+                };
+                let start: u16 = redis::from_redis_value_ref(&fields[0]).unwrap();
+                let end: u16 = redis::from_redis_value_ref(&fields[1]).unwrap();
+                let redis::Value::Array(master) = &fields[2] else {
+                    panic!("unexpected CLUSTER SLOTS master {:?}", fields[2]);
+                };
+                let port: u16 = redis::from_redis_value_ref(&master[1]).unwrap();
+                (start, end, port)
+            })
+            .collect();
+        let (_, _, port) = ranges
+            .iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .unwrap_or_else(|| panic!("no master owns slot {slot}"));
+        self.nodes
+            .iter()
+            .position(|node| node.port() == *port)
+            .unwrap_or_else(|| panic!("slot {slot} is owned by unknown port {port}"))
+    }
+
+    /// Returns the index of a replica of master `master`, if it has one.
+    pub fn replica_of(&self, master: usize) -> Option<usize> {
+        let port = format!("master_port:{}\r\n", self.nodes[master].port());
+        self.nodes.iter().position(|node| {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut node.admin())
+                .unwrap_or_default();
+            info.contains("role:slave") && info.contains(&port)
+        })
+    }
+
+    /// Kills node `index` with SIGKILL; its replica, if any, takes over
+    /// after the cluster node timeout.
+    pub fn kill(&mut self, index: usize) {
+        self.nodes[index].kill();
+    }
+
+    /// Moves `slot` and its keys from its owner to the next master (of a
+    /// cluster without replicas), the way
+    /// `redis-cli --cluster reshard` does: `SETSLOT IMPORTING` and
+    /// `MIGRATING`, `MIGRATE` of the keys, then `SETSLOT NODE` on the new
+    /// owner, the old owner and the third master, in that order. Returns
+    /// the indexes of the old and the new owner.
+    pub fn move_slot(&self, slot: u16) -> (usize, usize) {
+        let source = self.owner_of(slot);
+        let target = (source + 1) % self.nodes.len();
+        let mut admins: Vec<redis::Connection> =
+            self.nodes.iter().map(RedisServer::admin).collect();
+        let ids: Vec<String> = admins
+            .iter_mut()
+            .map(|admin| redis::cmd("CLUSTER").arg("MYID").query(admin).unwrap())
+            .collect();
+
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&ids[source])
+            .query(&mut admins[target])
+            .unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&ids[target])
+            .query(&mut admins[source])
+            .unwrap();
+        // A slot contains few keys in these tests, so one batch moves them all.
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(10_000)
+            .query(&mut admins[source])
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.nodes[target].port())
+                .arg("")
+                .arg(0)
+                .arg(5_000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut admins[source])
+                .unwrap();
+        }
+        let third = (0..self.nodes.len())
+            .find(|&index| index != source && index != target)
+            .expect("three masters");
+        for index in [target, source, third] {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&ids[target])
+                .query(&mut admins[index])
+                .unwrap();
+        }
+        (source, target)
+    }
+
+    /// Returns how many clients of master `index` are subscribed to the
+    /// shard channel `channel` (`PUBSUB SHARDNUMSUB`).
+    pub fn shard_subscribers(&self, index: usize, channel: &str) -> u64 {
+        let reply: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query(&mut self.nodes[index].admin())
+            .unwrap();
+        redis::from_redis_value_ref(&reply[1]).unwrap()
     }
 }

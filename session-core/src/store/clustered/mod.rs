@@ -1,12 +1,15 @@
 //! The clustered Redis store: the Redis store with a local cache on each
-//! node, kept coherent through Redis pub/sub. [`ClusteredRedisStore`]
-//! documents the guarantees. The `cache` module explains how stale values
-//! are kept out of the cache, `subscriber` how the cache proves it is
-//! current, and `message` the invalidation format.
+//! node, kept coherent through Redis pub/sub, on standalone Redis or Redis
+//! Cluster. [`ClusteredRedisStore`] documents the guarantees. The `cache`
+//! module explains how stale values are kept out of the cache,
+//! `subscriber` how the cache proves it is current, `subscription` how the
+//! subscriber connects (plain or sharded pub/sub), and `message` the
+//! invalidation format.
 
 mod cache;
 mod message;
 mod subscriber;
+mod subscription;
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::redis;
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -24,6 +26,7 @@ pub use self::cache::ClusterCacheStats;
 use self::cache::{CacheSettings, LocalCache};
 use self::message::ChangeKind;
 use self::subscriber::{FenceWaiter, Subscriber};
+use self::subscription::Target;
 use super::redis::{RedisConfigError, RedisStore, RedisStoreBuilder};
 use super::{CreateOutcome, SaveOutcome, SessionStore, StoreError, StoredSession};
 use crate::events::SessionEvents;
@@ -54,12 +57,19 @@ pub enum ClusterConfigError {
     },
 }
 
+/// The address of the store's Redis: one server, or any nodes of a cluster.
+enum Urls {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
+
 /// Builder of [`ClusteredRedisStore`]; start it with
-/// [`ClusteredRedisStore::from_url`].
+/// [`ClusteredRedisStore::from_url`] for standalone Redis or
+/// [`ClusteredRedisStore::cluster_from_urls`] for Redis Cluster.
 #[must_use]
 pub struct ClusteredRedisStoreBuilder {
     redis: RedisStoreBuilder,
-    url: String,
+    urls: Urls,
     node_id: Option<String>,
     channel: Option<String>,
     local_cache_ttl: Duration,
@@ -208,10 +218,12 @@ impl ClusteredRedisStoreBuilder {
         )?;
 
         let redis = self.redis.build()?;
-        let client = redis::Client::open(self.url.as_str()).map_err(|error| {
-            RedisConfigError::InvalidUrl {
-                message: error.to_string(),
-            }
+        let target = match &self.urls {
+            Urls::Standalone(url) => Target::standalone(url),
+            Urls::Cluster(urls) => Target::cluster(urls),
+        }
+        .map_err(|error| RedisConfigError::InvalidUrl {
+            message: error.to_string(),
         })?;
         let channel = self
             .channel
@@ -229,7 +241,7 @@ impl ClusteredRedisStoreBuilder {
         let (fences, fence_receiver) = mpsc::unbounded_channel();
         let (ready, ready_receiver) = oneshot::channel();
         let subscriber = Subscriber {
-            client,
+            target,
             channel: channel.clone(),
             node_id: node_id.clone(),
             cache: cache.clone(),
@@ -334,7 +346,7 @@ fn random_node_id() -> String {
 ///
 /// Other nodes apply an invalidation when it arrives, which is after the
 /// writing node's operation returned (it returns once Redis accepted the
-/// `PUBLISH`). So right after a logout on node B, node A may still serve
+/// publish). So right after a logout on node B, node A may still serve
 /// the session from its cache for as long as the message is in flight.
 /// [`ClusteredRedisStore::catch_up`] waits until A has applied everything
 /// published before the call.
@@ -361,7 +373,7 @@ fn random_node_id() -> String {
 /// # Round trips
 ///
 /// A cache hit costs none. A miss costs the Redis store's load. Save and
-/// delete cost the Redis store's operation plus one `PUBLISH`. Create and a
+/// delete cost the Redis store's operation plus one publish. Create and a
 /// touch that extends the cached deadline cost what they cost on the Redis
 /// store.
 ///
@@ -371,11 +383,29 @@ fn random_node_id() -> String {
 /// where `<kind>` is `save`, `delete` or `touch`. The message contains the
 /// session id, so the channel must be as private as the keys are.
 ///
-/// # Redis Cluster
+/// # Standalone Redis and Redis Cluster
 ///
-/// Standalone Redis 7.0 or later is supported, not Redis Cluster: the fence
-/// relies on one server ordering the messages of a connection, which a
-/// cluster does not do for messages published on other masters.
+/// Both need Redis 7.0 or later. The fence relies on one server ordering
+/// the messages and the `PING` replies of the subscriber connection, so
+/// every invalidation goes through the server the subscriber is on:
+///
+/// - [`ClusteredRedisStore::from_url`], standalone Redis: `PUBLISH` and
+///   `SUBSCRIBE` on that server.
+/// - [`ClusteredRedisStore::cluster_from_urls`], Redis Cluster: sharded
+///   pub/sub. Each publish is an `SPUBLISH`, which the cluster client sends
+///   to the master that owns the channel's hash slot, and the subscriber
+///   `SSUBSCRIBE`s on a connection to that master, found by following
+///   `MOVED` replies. A plain `PUBLISH` would reach subscribers on other
+///   masters over the cluster bus, with no order relative to their `PING`s.
+///
+/// When the channel's slot moves to another master (resharding) or its
+/// master fails over, the old master ends the subscription or the
+/// connection drops. The subscriber treats that as a lost subscription: the
+/// cache is cleared and loads read Redis until the subscriber has
+/// subscribed on the new owner. While `CLUSTER SETSLOT ... NODE` has reached
+/// the new owner but not yet the old one, messages published on the new
+/// owner can miss a subscriber still on the old one, for as long as the old
+/// owner takes to learn the new configuration.
 ///
 /// Cloning is cheap and shares the cache. Dropping the last clone stops the
 /// subscriber task.
@@ -435,12 +465,35 @@ impl fmt::Debug for ClusteredRedisStore {
 impl ClusteredRedisStore {
     /// Starts a builder for a standalone Redis at `url`, such as
     /// `redis://user:password@127.0.0.1:6379/2`. The store opens a pool for
-    /// its operations and one more connection for its subscriber.
+    /// its operations and one more connection for its subscriber, and uses
+    /// `PUBLISH` and `SUBSCRIBE`. For Redis Cluster use
+    /// [`ClusteredRedisStore::cluster_from_urls`].
     pub fn from_url(url: impl Into<String>) -> ClusteredRedisStoreBuilder {
         let url = url.into();
+        Self::builder(RedisStore::from_url(url.clone()), Urls::Standalone(url))
+    }
+
+    /// Starts a builder for a Redis Cluster (7.0 or later) reached through
+    /// any of `urls`, such as `redis://127.0.0.1:7000`. The store opens a
+    /// cluster pool for its operations and one more connection for its
+    /// subscriber, to the master that owns the channel's hash slot. It uses
+    /// sharded pub/sub: `SPUBLISH` and `SSUBSCRIBE`.
+    pub fn cluster_from_urls<I, U>(urls: I) -> ClusteredRedisStoreBuilder
+    where
+        I: IntoIterator<Item = U>,
+        U: Into<String>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(Into::into).collect();
+        Self::builder(
+            RedisStore::cluster_from_urls(urls.clone()),
+            Urls::Cluster(urls),
+        )
+    }
+
+    fn builder(redis: RedisStoreBuilder, urls: Urls) -> ClusteredRedisStoreBuilder {
         ClusteredRedisStoreBuilder {
-            redis: RedisStore::from_url(url.clone()),
-            url,
+            redis,
+            urls,
             node_id: None,
             channel: None,
             local_cache_ttl: Duration::from_secs(30),

@@ -1,22 +1,46 @@
 //! The subscriber task of a clustered store: it applies other nodes'
 //! invalidations, confirms with fences that it is up to date, and
-//! resubscribes with backoff after losing its connection.
+//! resubscribes with backoff after losing its subscription.
 //!
 //! # Fences
 //!
 //! Redis runs commands one at a time and writes everything for one client
 //! connection in order. So when the reply to a `PING` sent on the
 //! subscriber connection at instant `t` arrives, every message whose
-//! `PUBLISH` finished before `t` has already arrived on that connection. The redis crate queues each
-//! message before it completes a later `PING`, so the task applies the
-//! queued messages, then records `t` as the instant up to which the cache
-//! is known to be current. The cache serves only while that instant is
-//! within `max_staleness` of now.
+//! publish finished on that server before `t` has already arrived on that
+//! connection. The redis crate queues each message before it completes a
+//! later `PING`, so the task applies the queued messages, then records `t`
+//! as the instant up to which the cache is known to be current. The cache
+//! serves only while that instant is within `max_staleness` of now.
 //!
-//! This order holds on one Redis server. On Redis Cluster a `PUBLISH` on
-//! another master reaches this connection through the cluster bus, with no
-//! such order, which is why the clustered store supports standalone Redis
-//! only.
+//! This order holds on one server, so every invalidation must go through
+//! the server that the subscriber is connected to:
+//!
+//! - On standalone Redis, nodes `PUBLISH` and the subscriber `SUBSCRIBE`s
+//!   on the one server.
+//! - On Redis Cluster, a `PUBLISH` on one master reaches subscribers on
+//!   other masters through the cluster bus, with no order relative to a
+//!   `PING` there. So nodes `SPUBLISH`, which the cluster client routes to
+//!   the master that owns the channel's hash slot, and the subscriber
+//!   `SSUBSCRIBE`s on a connection to that same master. A master accepts
+//!   both only while it owns the slot. A replica accepts `SSUBSCRIBE` too,
+//!   but it gets the messages through replication, out of order with the
+//!   master's replies, so the subscriber checks with `CLUSTER SLOTS` that
+//!   it is on the master.
+//!
+//! When the slot moves to another master or its master fails over, the
+//! old master ends the shard subscription (a `sunsubscribe` push) or the
+//! connection drops. The task treats both as a lost subscription: the cache
+//! is cleared and stops serving, fences fail, and the task subscribes again
+//! on the new owner with backoff.
+//!
+//! NOTE: `CLUSTER SETSLOT <slot> NODE` is applied to each master
+//! separately. While the new owner has it and the old one does not yet,
+//! both accept `SPUBLISH` for the slot. A message published on the new
+//! owner then misses a subscriber still on the old one, whose fences still
+//! succeed. The window lasts until the old owner learns the new
+//! configuration and ends the subscription. A failed-over master that
+//! still believes it is the master has the same window.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,15 +48,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::aio::{PubSubSink, PubSubStream};
-use deadpool_redis::redis::{self, Msg};
-use futures_util::{FutureExt, StreamExt};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::cache::LocalCache;
 use super::message;
+use super::subscription::{Event, Subscription, Target};
 
 /// The sender that is notified once every invalidation published before
 /// the request was applied.
@@ -48,7 +70,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// Everything the subscriber task owns.
 pub(super) struct Subscriber {
-    pub(super) client: redis::Client,
+    pub(super) target: Target,
     pub(super) channel: String,
     pub(super) node_id: String,
     pub(super) cache: Arc<LocalCache>,
@@ -81,18 +103,19 @@ impl Subscriber {
     pub(super) async fn run(mut self) {
         let mut retry_delay = FIRST_RETRY_DELAY;
         loop {
-            let sent_at = Instant::now();
-            let connect =
-                tokio::time::timeout(self.connect_timeout, subscribe(&self.client, &self.channel));
+            let connect = tokio::time::timeout(
+                self.connect_timeout,
+                self.target.subscribe(&self.channel, self.connect_timeout),
+            );
             let connected = tokio::select! {
                 () = stopped(&mut self.stop) => break,
                 connected = connect => connected,
             };
 
             let failure = match connected {
-                Ok(Ok((sink, stream))) => {
+                Ok(Ok((subscription, sent_at))) => {
                     retry_delay = FIRST_RETRY_DELAY;
-                    match self.listen(sent_at, sink, stream).await {
+                    match self.listen(sent_at, subscription).await {
                         Ended::Stopped => break,
                         Ended::Lost(reason) => {
                             self.cache.unsubscribed();
@@ -125,13 +148,9 @@ impl Subscriber {
     }
 
     /// Serves one subscription until it ends. `sent_at` is when the
-    /// `SUBSCRIBE` was sent: every message published after it arrives.
-    async fn listen(
-        &mut self,
-        sent_at: Instant,
-        sink: PubSubSink,
-        mut stream: PubSubStream,
-    ) -> Ended {
+    /// subscribe command was sent: every message published after it
+    /// arrives.
+    async fn listen(&mut self, sent_at: Instant, mut subscription: Subscription) -> Ended {
         // Messages published before the subscription were missed, so the
         // cache starts empty, and it is current as of the subscription.
         self.cache.subscribed(sent_at);
@@ -156,16 +175,17 @@ impl Subscriber {
         loop {
             tokio::select! {
                 () = stopped(&mut self.stop) => return Ended::Stopped,
-                message = stream.next() => match message {
-                    Some(message) => self.apply(&message),
-                    None => return Ended::Lost("the subscriber connection closed".to_owned()),
-                },
+                event = subscription.next() => {
+                    if let Some(reason) = self.handle(event) {
+                        return Ended::Lost(reason.to_owned());
+                    }
+                }
                 reply = wait(&mut fence), if fence.is_some() => {
                     let done = fence.take().expect("the branch runs only with a fence");
                     if let Err(reason) = reply {
                         return Ended::Lost(reason);
                     }
-                    match self.drain(&mut stream) {
+                    match self.drain(&mut subscription) {
                         Drained::Empty => {
                             self.cache.confirm(done.sent_at);
                             for waiter in done.waiters {
@@ -173,26 +193,24 @@ impl Subscriber {
                             }
                         }
                         Drained::Flooded => waiting.extend(done.waiters),
-                        Drained::Closed => {
-                            return Ended::Lost("the subscriber connection closed".to_owned())
-                        }
+                        Drained::Lost(reason) => return Ended::Lost(reason.to_owned()),
                     }
                     if !waiting.is_empty() {
-                        fence = Some(self.send_fence(&sink, &mut waiting));
+                        fence = Some(self.send_fence(&subscription, &mut waiting));
                     }
                 }
                 request = self.fences.recv() => match request {
                     Some(waiter) => {
                         waiting.push(waiter);
                         if fence.is_none() {
-                            fence = Some(self.send_fence(&sink, &mut waiting));
+                            fence = Some(self.send_fence(&subscription, &mut waiting));
                         }
                     }
                     None => return Ended::Stopped,
                 },
                 _ = heartbeat.tick() => {
                     if fence.is_none() {
-                        fence = Some(self.send_fence(&sink, &mut waiting));
+                        fence = Some(self.send_fence(&subscription, &mut waiting));
                     }
                 }
             }
@@ -200,27 +218,28 @@ impl Subscriber {
     }
 
     /// Applies the messages already queued on the connection.
-    fn drain(&self, stream: &mut PubSubStream) -> Drained {
+    fn drain(&self, subscription: &mut Subscription) -> Drained {
         for _ in 0..MAX_DRAIN {
-            match stream.next().now_or_never() {
-                Some(Some(message)) => self.apply(&message),
-                Some(None) => return Drained::Closed,
-                None => return Drained::Empty,
+            let Some(event) = subscription.try_next() else {
+                return Drained::Empty;
+            };
+            if let Some(reason) = self.handle(event) {
+                return Drained::Lost(reason);
             }
         }
         Drained::Flooded
     }
 
     /// Sends a `PING` on the subscriber connection for the waiters so far.
-    fn send_fence(&self, sink: &PubSubSink, waiting: &mut Vec<FenceWaiter>) -> Fence {
-        let mut sink = sink.clone();
+    fn send_fence(&self, subscription: &Subscription, waiting: &mut Vec<FenceWaiter>) -> Fence {
         let timeout = self.fence_timeout;
         // Taken before the PING is sent, so the fence never claims more
         // than it proves.
         let sent_at = Instant::now();
+        let ping = subscription.ping();
         let reply = async move {
-            match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
-                Ok(Ok(_)) => Ok(()),
+            match tokio::time::timeout(timeout, ping).await {
+                Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(format!("PING on the subscriber connection failed: {error}")),
                 Err(_) => Err(format!(
                     "PING on the subscriber connection timed out after {} ms",
@@ -235,49 +254,52 @@ impl Subscriber {
         }
     }
 
-    fn apply(&self, message: &Msg) {
-        match message::parse(message.get_payload_bytes()) {
+    /// Applies one event. Returns the reason when it ended the subscription.
+    fn handle(&self, event: Event) -> Option<&'static str> {
+        match event {
+            Event::Message(message) => self.apply(message.get_payload_bytes()),
+            Event::Malformed => self.reject("a message push without a channel and a payload"),
+            Event::Ignored => {}
+            Event::Lost(reason) => return Some(reason),
+        }
+        None
+    }
+
+    fn apply(&self, payload: &[u8]) {
+        match message::parse(payload) {
             Ok(invalidation) if invalidation.node_id == self.node_id => {}
             Ok(invalidation) => self
                 .cache
                 .apply_remote(&invalidation.id, invalidation.floor()),
-            Err(reason) => {
-                let rejected = self
-                    .cache
-                    .counters()
-                    .rejected_messages
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
-                metrics::counter!("session_cache_messages_rejected_total").increment(1);
-                // Logged at the 1st, 2nd, 4th, 8th ... rejection, so that a
-                // flood of junk cannot flood the log.
-                if rejected.is_power_of_two() {
-                    tracing::warn!(
-                        channel = %self.channel,
-                        reason = reason.as_str(),
-                        rejected_total = rejected,
-                        "ignored a message on the session invalidation channel that does not parse"
-                    );
-                }
-            }
+            Err(reason) => self.reject(reason.as_str()),
         }
     }
-}
 
-/// Opens a pub/sub connection and subscribes it to `channel`.
-async fn subscribe(
-    client: &redis::Client,
-    channel: &str,
-) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub.split())
+    fn reject(&self, reason: &'static str) {
+        let rejected = self
+            .cache
+            .counters()
+            .rejected_messages
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        metrics::counter!("session_cache_messages_rejected_total").increment(1);
+        // Logged at the 1st, 2nd, 4th, 8th ... rejection, so that a flood of
+        // junk cannot flood the log.
+        if rejected.is_power_of_two() {
+            tracing::warn!(
+                channel = %self.channel,
+                reason,
+                rejected_total = rejected,
+                "ignored a message on the session invalidation channel that does not parse"
+            );
+        }
+    }
 }
 
 enum Drained {
     Empty,
     Flooded,
-    Closed,
+    Lost(&'static str),
 }
 
 async fn wait(fence: &mut Option<Fence>) -> Result<(), String> {

@@ -407,12 +407,19 @@ impl RedisStore {
         self.inner.operation_timeout
     }
 
-    /// Sends `message` to the pub/sub `channel` with one `PUBLISH`, for the
-    /// clustered store's invalidations. Publishing twice is harmless, so the
+    /// Sends `message` to the pub/sub `channel`, for the clustered store's
+    /// invalidations: one `PUBLISH` on standalone Redis, one `SPUBLISH` on
+    /// Redis Cluster, which the cluster client sends to the master that owns
+    /// the channel's hash slot. Publishing twice is harmless, so the
     /// operation counts as idempotent.
     pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
         self.run("publish", true, |mut connection| async move {
-            let _receivers: i64 = redis::cmd("PUBLISH")
+            let command = if connection.is_cluster() {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            };
+            let _receivers: i64 = redis::cmd(command)
                 .arg(channel)
                 .arg(message)
                 .query_async(&mut connection)
