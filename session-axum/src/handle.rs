@@ -6,7 +6,7 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use tokio::sync::{OnceCell, OwnedMutexGuard};
 use tracing::Instrument;
 
+use crate::invalid_cookies::{InvalidCookieTracker, Recorded};
 use crate::layer::{Backend, Revalidation, Shared, StoreFailureMode};
 use crate::rejection::SessionRejection;
 
@@ -172,6 +173,19 @@ impl<T: SessionData> SessionHandle<T> {
             return Ok(());
         }
 
+        // Only a request that carries a session cookie is counted or blocked.
+        let tracked = self
+            .shared
+            .invalid_cookies
+            .as_ref()
+            .map(|tracker| (tracker, client_ip(config, parts)));
+        if let Some((tracker, ip)) = tracked {
+            if let Some(retry_after) = tracker.blocked_for(ip, config.clock().now()) {
+                metrics::counter!("session_invalid_cookie_blocks_total").increment(1);
+                return Err(SessionRejection::TooManyInvalidCookies { retry_after });
+            }
+        }
+
         let loaded = match &self.shared.backend {
             Backend::Server(_) => self.load_from_server(&values, &mut state).await,
             Backend::Cookie(_) => self.load_from_cookie(&values, &mut state).await,
@@ -184,7 +198,12 @@ impl<T: SessionData> SessionHandle<T> {
                 state.record = Some(record);
                 self.revalidate(&mut state).await;
             }
-            Ok(None) => state.stale_cookie = true,
+            Ok(None) => {
+                state.stale_cookie = true;
+                if let Some((tracker, ip)) = tracked {
+                    self.count_invalid_cookie(tracker, ip);
+                }
+            }
             Err(error) => match self.shared.failure_mode {
                 StoreFailureMode::Reject => {
                     metrics::counter!("session_store_errors_total", "operation" => "load")
@@ -201,6 +220,25 @@ impl<T: SessionData> SessionHandle<T> {
         }
         *self.state() = state;
         Ok(())
+    }
+
+    /// Counts a cookie that led to no session, and reports a client that
+    /// went over the limit.
+    fn count_invalid_cookie(&self, tracker: &InvalidCookieTracker, ip: Option<IpAddr>) {
+        let now = self.shared.config.clock().now();
+        if let Recorded::WentOver { failures } = tracker.record_failure(ip, now) {
+            let limit = tracker.limit();
+            metrics::counter!("session_invalid_cookie_floods_total").increment(1);
+            self.event(SessionEventKind::InvalidCookieFlood, None, None);
+            let client = ip.map(|ip| ip.to_string()).unwrap_or_default();
+            tracing::warn!(
+                %client,
+                failures,
+                window_s = limit.window().as_secs(),
+                blocking = limit.blocks(),
+                "client sent more invalid or unknown session cookies than the limit allows; possible session id guessing"
+            );
+        }
     }
 
     async fn load_from_cookie(
@@ -816,22 +854,30 @@ fn clone_rejection(rejection: &SessionRejection) -> SessionRejection {
         SessionRejection::Conflict => SessionRejection::Conflict,
         SessionRejection::Busy => SessionRejection::Busy,
         SessionRejection::Encoding(message) => SessionRejection::Encoding(message.clone()),
+        SessionRejection::TooManyInvalidCookies { retry_after } => {
+            SessionRejection::TooManyInvalidCookies {
+                retry_after: *retry_after,
+            }
+        }
     }
 }
 
-fn client_info(config: &session_core::SessionConfig, parts: &Parts) -> ClientInfo {
+/// Returns the client's address: the peer, or what trusted proxies forwarded.
+fn client_ip(config: &session_core::SessionConfig, parts: &Parts) -> Option<IpAddr> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
-    let ip = peer.map(|peer| {
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok());
-        config.trusted_proxies().client_ip(peer, forwarded)
-    });
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    Some(config.trusted_proxies().client_ip(peer, forwarded))
+}
+
+fn client_info(config: &session_core::SessionConfig, parts: &Parts) -> ClientInfo {
+    let ip = client_ip(config, parts);
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)

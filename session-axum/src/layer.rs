@@ -20,6 +20,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::handle::{HandleExtension, SessionHandle};
+use crate::invalid_cookies::{InvalidCookieLimit, InvalidCookieTracker};
 use crate::locks::LockTable;
 use crate::records::{RecordCache, DEFAULT_RECORD_SLOTS};
 
@@ -69,6 +70,7 @@ pub(crate) struct Shared<T> {
     pub(crate) revalidator: Option<Revalidator<T>>,
     pub(crate) verified_ids: VerifiedIdCache,
     pub(crate) records: RecordCache<T>,
+    pub(crate) invalid_cookies: Option<InvalidCookieTracker>,
     _data: PhantomData<fn() -> T>,
 }
 
@@ -189,6 +191,7 @@ impl<T: SessionData> SessionLayer<T> {
             shared: Arc::new(Shared {
                 verified_ids: VerifiedIdCache::new(&config, DEFAULT_VERIFIED_ID_SLOTS),
                 records: RecordCache::new(DEFAULT_RECORD_SLOTS),
+                invalid_cookies: Some(InvalidCookieTracker::new(InvalidCookieLimit::default())),
                 config,
                 backend,
                 locks: LockTable::default(),
@@ -243,6 +246,18 @@ impl<T: SessionData> SessionLayer<T> {
     pub fn verified_id_cache(mut self, slots: usize) -> Self {
         let shared = self.shared_mut();
         shared.verified_ids = VerifiedIdCache::new(&shared.config, slots);
+        self
+    }
+
+    /// Sets the limit on invalid or unknown session cookies per client
+    /// (default [`InvalidCookieLimit::default`]: 20 per minute, warning
+    /// only; `None` turns the counting off). See [`InvalidCookieLimit`].
+    ///
+    /// # Panics
+    ///
+    /// When called after the layer was cloned.
+    pub fn invalid_cookie_limit(mut self, limit: Option<InvalidCookieLimit>) -> Self {
+        self.shared_mut().invalid_cookies = limit.map(InvalidCookieTracker::new);
         self
     }
 

@@ -56,6 +56,7 @@
 mod extract;
 mod guard;
 mod handle;
+mod invalid_cookies;
 mod layer;
 mod locks;
 mod records;
@@ -65,6 +66,7 @@ mod testing;
 pub use extract::current::CurrentSession;
 pub use extract::flash::Flash;
 pub use guard::{safe_next, LoginRedirectLayer, LoginRedirectService, RequireAuth, RequireRole};
+pub use invalid_cookies::InvalidCookieLimit;
 pub use layer::{Revalidation, SessionFuture, SessionLayer, SessionService, StoreFailureMode};
 pub use rejection::{AuthRejection, GuardRejection, SessionRejection};
 

@@ -34,6 +34,12 @@ pub enum SessionRejection {
     Busy,
     /// The session data could not be encoded. 500.
     Encoding(String),
+    /// This client sent too many invalid or unknown session cookies and is
+    /// blocked until its window ends. 429, with `Retry-After`.
+    TooManyInvalidCookies {
+        /// How long the client stays blocked.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl SessionRejection {
@@ -47,6 +53,7 @@ impl SessionRejection {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             SessionRejection::Conflict => StatusCode::CONFLICT,
+            SessionRejection::TooManyInvalidCookies { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -62,6 +69,9 @@ impl SessionRejection {
             SessionRejection::Conflict => "Session was changed by a concurrent request, please retry",
             SessionRejection::Busy => "Session is busy, please retry later",
             SessionRejection::Encoding(_) => "Session could not be saved",
+            SessionRejection::TooManyInvalidCookies { .. } => {
+                "Too many invalid session cookies from this client, please retry later"
+            }
         }
     }
 }
@@ -80,6 +90,11 @@ impl fmt::Display for SessionRejection {
             SessionRejection::Conflict => f.write_str("session was changed by a concurrent request"),
             SessionRejection::Busy => f.write_str("timed out waiting for the session lock"),
             SessionRejection::Encoding(error) => write!(f, "session could not be encoded: {error}"),
+            SessionRejection::TooManyInvalidCookies { retry_after } => write!(
+                f,
+                "client is blocked for {} s after too many invalid session cookies",
+                retry_after.as_secs()
+            ),
         }
     }
 }
@@ -107,11 +122,22 @@ impl IntoResponse for SessionRejection {
             | SessionRejection::Busy => {
                 tracing::warn!(error = %self, "session rejection");
             }
+            // The layer warned once when the client went over the limit.
+            SessionRejection::TooManyInvalidCookies { .. } => {
+                tracing::debug!(error = %self, "session rejection");
+            }
         }
         let mut response = (self.status(), self.body_text()).into_response();
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let SessionRejection::TooManyInvalidCookies { retry_after } = &self {
+            // Whole seconds, rounded up so that a retry never comes early.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         response
     }
 }

@@ -30,6 +30,10 @@ pub enum SessionEventKind {
     Tampered,
     /// A validly signed id was presented that the store does not know.
     UnknownId,
+    /// One client sent more invalid or unknown session cookies than the
+    /// layer's limit allows within its window, a sign of id guessing.
+    /// Carries no digest: no session is concerned.
+    InvalidCookieFlood,
 }
 
 /// One lifecycle event.

@@ -219,7 +219,12 @@ impl LoginApp {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        axum::serve(listener, self.router)
+        // The peer address lets the session layer count invalid session
+        // cookies per client.
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartError::Serve)?;
