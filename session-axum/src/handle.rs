@@ -16,10 +16,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use session_core::{
-    dispatch_event, find_cookie_values, render_removal_cookie, render_set_cookie, BindingPolicy,
-    ClientInfo, CookieLifetime, CookieStoreError, CreateOutcome, FlashState, SaveOutcome,
-    SessionData, SessionEvent, SessionEventKind, SessionExpiry, SessionId, SessionRecord,
-    StoreError, StoredSession,
+    dispatch_event, find_cookie_values, render_removal_cookie, render_set_cookie, renewal_marker,
+    renewed_to, BindingPolicy, ClientInfo, CookieLifetime, CookieStoreError, CreateOutcome,
+    FlashState, SaveOutcome, SessionData, SessionEvent, SessionEventKind, SessionExpiry, SessionId,
+    SessionRecord, StoreError, StoredSession,
 };
 use time::OffsetDateTime;
 use tokio::sync::{OnceCell, OwnedMutexGuard};
@@ -174,12 +174,12 @@ impl<T: SessionData> SessionHandle<T> {
         }
 
         // Only a request that carries a session cookie is counted or blocked.
-        let tracked = self
-            .shared
-            .invalid_cookies
-            .as_ref()
-            .map(|tracker| (tracker, client_ip(config, parts)));
-        if let Some((tracker, ip)) = tracked {
+        // The client address is looked up only when the limit may block or
+        // a cookie failed, so that valid requests under a warn-only limit pay
+        // nothing for it.
+        let tracker = self.shared.invalid_cookies.as_ref();
+        if let Some(tracker) = tracker.filter(|tracker| tracker.limit().blocks()) {
+            let ip = client_ip(config, parts);
             if let Some(retry_after) = tracker.blocked_for(ip, config.clock().now()) {
                 metrics::counter!("session_invalid_cookie_blocks_total").increment(1);
                 return Err(SessionRejection::TooManyInvalidCookies { retry_after });
@@ -200,8 +200,8 @@ impl<T: SessionData> SessionHandle<T> {
             }
             Ok(None) => {
                 state.stale_cookie = true;
-                if let Some((tracker, ip)) = tracked {
-                    self.count_invalid_cookie(tracker, ip);
+                if let Some(tracker) = tracker {
+                    self.count_invalid_cookie(tracker, client_ip(config, parts));
                 }
             }
             Err(error) => match self.shared.failure_mode {
@@ -343,6 +343,34 @@ impl<T: SessionData> SessionHandle<T> {
             tracing::debug!(digest = %id.digest(config.keys()), "session id is unknown or expired in the store");
             self.event(SessionEventKind::UnknownId, Some(&id), None);
             return Ok(None);
+        };
+
+        // A renewal moved this session to a new id: within the grace window
+        // the old id leads there, and the response carries the new cookie.
+        let (id, stored) = match renewed_to(&stored) {
+            None => (id, stored),
+            Some(new_id) => {
+                let Some(guard) = self
+                    .shared
+                    .locks
+                    .acquire(&new_id, self.shared.lock_timeout)
+                    .await
+                else {
+                    return Err(StoreError::Timeout {
+                        operation: "session lock",
+                        after_ms: self.shared.lock_timeout.as_millis() as u64,
+                    });
+                };
+                state._lock = Some(guard);
+                let renewed = store.load(&new_id).await?;
+                let Some(renewed) = renewed.filter(|renewed| renewed_to(renewed).is_none()) else {
+                    tracing::debug!(digest = %new_id.digest(config.keys()), "renewed session is gone");
+                    self.event(SessionEventKind::UnknownId, Some(&new_id), None);
+                    return Ok(None);
+                };
+                state.reissue_cookie = true;
+                (new_id, renewed)
+            }
         };
         let version = stored.version;
 
@@ -502,12 +530,11 @@ impl<T: SessionData> SessionHandle<T> {
                         !changed
                             && state.stored.as_ref().is_none_or(|_| {
                                 let config = &self.shared.config;
+                                let now = config.clock().now();
                                 !state.regenerate
                                     && !state.reissue_cookie
-                                    && !record.refresh_due(
-                                        config.clock().now(),
-                                        config.refresh_interval(),
-                                    )
+                                    && !record.refresh_due(now, config.refresh_interval())
+                                    && !self.renewal_due(record, now)
                             })
                     }
                 });
@@ -585,7 +612,7 @@ impl<T: SessionData> SessionHandle<T> {
             Some((old_id, _)) if state.regenerate => {
                 let old = record.clone();
                 record.mark_seen(now);
-                record.set_id(config.ids().generate());
+                record.renew_id(config.ids().generate(), now);
                 let cookie = self.insert(&mut record, now).await?;
 
                 // The old id goes only once the new record is stored. If
@@ -604,6 +631,9 @@ impl<T: SessionData> SessionHandle<T> {
                     Some(&old_id),
                 );
                 Ok(Some(cookie))
+            }
+            Some((old_id, version)) if self.renewal_due(&record, now) => {
+                self.renew(record, old_id, version, now, changed).await
             }
             Some((id, version)) if changed => {
                 record.mark_seen(now);
@@ -626,6 +656,76 @@ impl<T: SessionData> SessionHandle<T> {
                 Backend::Server(_) => Ok(Some(self.cookie_for(&record, now))),
             },
             Some(_) => Ok(set_cookie),
+        }
+    }
+
+    /// Returns true when the configured renewal interval has passed since
+    /// the record's id was issued, on a server-side store.
+    fn renewal_due(&self, record: &SessionRecord<T>, now: OffsetDateTime) -> bool {
+        matches!(self.shared.backend, Backend::Server(_))
+            && self
+                .shared
+                .config
+                .renewal_interval()
+                .is_some_and(|interval| record.renewal_due(now, interval))
+    }
+
+    /// Moves a session whose id is due for renewal to a new id, with the
+    /// request's changes, and leaves a marker under the old id for the grace
+    /// window. The marker is written with compare-and-set on the version the
+    /// request loaded, so of two requests renewing at once only one wins.
+    async fn renew(
+        &self,
+        mut record: SessionRecord<T>,
+        old_id: SessionId,
+        version: u64,
+        now: OffsetDateTime,
+        changed: bool,
+    ) -> Result<Option<String>, SessionRejection> {
+        let Backend::Server(store) = &self.shared.backend else {
+            unreachable!("renewal applies to server-side stores only");
+        };
+        let config = &self.shared.config;
+        record.mark_seen(now);
+        record.renew_id(config.ids().generate(), now);
+        let cookie = self.insert(&mut record, now).await?;
+
+        // The marker never outlives the session it points to.
+        let grace_end = now + config.renewal_grace();
+        let until = record
+            .expires_at()
+            .map_or(grace_end, |deadline| deadline.min(grace_end));
+        let marker = renewal_marker(&old_id, version, record.id(), until);
+        let outcome = store.save(&marker, version).await;
+        if let Ok(SaveOutcome::Saved) = outcome {
+            self.shared.records.forget(&old_id);
+            metrics::counter!("session_renewed_total").increment(1);
+            self.event(
+                SessionEventKind::Regenerated,
+                Some(record.id()),
+                Some(&old_id),
+            );
+            return Ok(Some(cookie));
+        }
+
+        // Another request changed, renewed or ended the session first: drop
+        // the new record so that the session keeps one id.
+        if let Err(cleanup) = self.remove(&record).await {
+            tracing::error!(error = %cleanup, "could not remove the new session after a lost renewal");
+        }
+        match outcome {
+            Ok(SaveOutcome::Missing) => {
+                tracing::debug!(digest = %old_id.digest(config.keys()), "session ended before its renewal; not recreating it");
+                Ok(Some(render_removal_cookie(config.cookie())))
+            }
+            Ok(_) if changed => {
+                metrics::counter!("session_conflicts_total").increment(1);
+                Err(SessionRejection::Conflict)
+            }
+            // Nothing of this request is lost: the session lives on under
+            // the id the other request gave it, or under the old one.
+            Ok(_) => Ok(None),
+            Err(error) => Err(store_failed("save", error)),
         }
     }
 

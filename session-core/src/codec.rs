@@ -13,8 +13,11 @@ use thiserror::Error;
 
 /// Magic bytes that mark a value as a session record.
 const MAGIC: [u8; 2] = *b"SR";
-/// Version of the record layout. Bump it when the layout changes.
-pub(crate) const SCHEMA_VERSION: u8 = 1;
+/// Version of the record layout. Bump it when the layout changes, and keep
+/// decoding the older layouts so that stored sessions survive an upgrade.
+pub(crate) const SCHEMA_VERSION: u8 = 2;
+/// The oldest layout that is still decoded.
+pub(crate) const OLDEST_SCHEMA_VERSION: u8 = 1;
 const FLAG_COMPRESSED: u8 = 0b0000_0001;
 const HEADER_LEN: usize = 4;
 /// Initial buffer size of an encoded record: most sessions fit without a
@@ -125,12 +128,7 @@ impl RecordCodec {
     /// A [`CodecError`] for anything that is not a record of this schema that
     /// decodes as `V`. It never panics and never allocates more than the cap.
     pub fn decode<V: DeserializeOwned>(&self, bytes: &[u8]) -> Result<V, CodecError> {
-        if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
-            return Err(CodecError::NotARecord);
-        }
-        if bytes[2] != SCHEMA_VERSION {
-            return Err(CodecError::UnsupportedSchema(bytes[2]));
-        }
+        schema_version(bytes)?;
         let flags = bytes[3];
         let body = &bytes[HEADER_LEN..];
 
@@ -158,6 +156,19 @@ impl RecordCodec {
             _ => Err(CodecError::NotARecord),
         }
     }
+}
+
+/// Returns the layout version of encoded bytes, one of the versions
+/// [`RecordCodec::decode`] accepts.
+pub(crate) fn schema_version(bytes: &[u8]) -> Result<u8, CodecError> {
+    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
+        return Err(CodecError::NotARecord);
+    }
+    let version = bytes[2];
+    if !(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&version) {
+        return Err(CodecError::UnsupportedSchema(version));
+    }
+    Ok(version)
 }
 
 fn decode_body<V: DeserializeOwned>(body: &[u8]) -> Result<V, CodecError> {

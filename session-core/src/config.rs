@@ -231,6 +231,14 @@ pub enum ConfigError {
     /// A cap that cannot hold any record.
     #[error("`max_record_bytes` must be at least 1024, got {0}")]
     RecordCapTooSmall(usize),
+    /// The renewal grace is not shorter than the renewal interval.
+    #[error("`renewal_grace` ({grace}) must be shorter than `renewal_interval` ({interval}), or a renewed session could be renewed again before its old id ends")]
+    RenewalGraceNotShorter {
+        /// The grace window.
+        grace: Duration,
+        /// The renewal interval.
+        interval: Duration,
+    },
 }
 
 /// A validated session configuration, cheap to clone.
@@ -248,6 +256,8 @@ struct Inner {
     idle_timeout: Option<Duration>,
     absolute_lifetime: Option<Duration>,
     refresh_interval: Duration,
+    renewal_interval: Option<Duration>,
+    renewal_grace: Duration,
     binding: Binding,
     trusted_proxies: TrustedProxies,
     codec: RecordCodec,
@@ -266,6 +276,8 @@ impl fmt::Debug for SessionConfig {
             .field("idle_timeout", &inner.idle_timeout)
             .field("absolute_lifetime", &inner.absolute_lifetime)
             .field("refresh_interval", &inner.refresh_interval)
+            .field("renewal_interval", &inner.renewal_interval)
+            .field("renewal_grace", &inner.renewal_grace)
             .field("binding", &inner.binding)
             .field("trusted_proxies", &inner.trusted_proxies)
             .field("codec", &inner.codec)
@@ -305,12 +317,14 @@ impl SessionConfig {
     }
 
     /// Preset for sensitive applications: idle 15 minutes, absolute 8 hours,
-    /// `SameSite=Strict`, and strict binding to IP and User-Agent.
+    /// a new session id every 10 minutes, `SameSite=Strict`, and strict
+    /// binding to IP and User-Agent.
     pub fn high_security(secret: impl AsRef<[u8]>) -> SessionConfigBuilder {
         let mut builder = Self::builder()
             .secret(secret)
             .idle_timeout(Some(Duration::minutes(15)))
             .absolute_lifetime(Some(Duration::hours(8)))
+            .renewal_interval(Some(Duration::minutes(10)))
             .same_site(SameSite::Strict)
             .bind_ip(true)
             .bind_user_agent(true)
@@ -360,6 +374,14 @@ impl SessionConfig {
     /// Returns the sliding refresh interval.
     pub fn refresh_interval(&self) -> Duration {
         self.inner.refresh_interval
+    }
+    /// Returns how long one session id is used before it is renewed, if it is.
+    pub fn renewal_interval(&self) -> Option<Duration> {
+        self.inner.renewal_interval
+    }
+    /// Returns how long a renewed session's old id still leads to it.
+    pub fn renewal_grace(&self) -> Duration {
+        self.inner.renewal_grace
     }
     /// Returns the binding settings.
     pub fn binding(&self) -> &Binding {
@@ -423,6 +445,8 @@ pub struct SessionConfigBuilder {
     idle_timeout: Option<Duration>,
     absolute_lifetime: Option<Duration>,
     refresh_interval: Duration,
+    renewal_interval: Option<Duration>,
+    renewal_grace: Duration,
     binding: Binding,
     trusted_proxies: Vec<IpNet>,
     compression_threshold: Option<usize>,
@@ -452,6 +476,8 @@ impl Default for SessionConfigBuilder {
             idle_timeout: Some(Duration::minutes(30)),
             absolute_lifetime: None,
             refresh_interval: Duration::minutes(1),
+            renewal_interval: None,
+            renewal_grace: Duration::seconds(30),
             binding: Binding::default(),
             trusted_proxies: Vec::new(),
             compression_threshold: Some(1024),
@@ -557,6 +583,25 @@ impl SessionConfigBuilder {
     /// Sets the absolute lifetime from creation (default none).
     pub fn absolute_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// Sets how long one session id may be used before a request replaces
+    /// it with a new one (default `None`: the id changes only at login and
+    /// on explicit regeneration). Renewal bounds how long a stolen id stays
+    /// useful, whatever the session's own lifetime. The old id keeps leading
+    /// to the session for [`SessionConfigBuilder::renewal_grace`], so
+    /// requests sent before the new cookie arrived still work. Server-side
+    /// stores only: the cookie store ignores it.
+    pub fn renewal_interval(mut self, interval: Option<Duration>) -> Self {
+        self.renewal_interval = interval;
+        self
+    }
+
+    /// Sets how long a renewed session's old id still leads to the session
+    /// (default 30 seconds). It must be shorter than the renewal interval.
+    pub fn renewal_grace(mut self, grace: Duration) -> Self {
+        self.renewal_grace = grace;
         self
     }
 
@@ -687,6 +732,16 @@ impl SessionConfigBuilder {
         positive("idle_timeout", self.idle_timeout)?;
         positive("absolute_lifetime", self.absolute_lifetime)?;
         positive("refresh_interval", Some(self.refresh_interval))?;
+        positive("renewal_interval", self.renewal_interval)?;
+        positive("renewal_grace", Some(self.renewal_grace))?;
+        if let Some(interval) = self.renewal_interval {
+            if self.renewal_grace >= interval {
+                return Err(ConfigError::RenewalGraceNotShorter {
+                    grace: self.renewal_grace,
+                    interval,
+                });
+            }
+        }
         if let Some(idle) = self.idle_timeout {
             if self.refresh_interval >= idle {
                 return Err(ConfigError::RefreshNotShorterThanIdle {
@@ -743,6 +798,8 @@ impl SessionConfigBuilder {
                 idle_timeout: self.idle_timeout,
                 absolute_lifetime: self.absolute_lifetime,
                 refresh_interval: self.refresh_interval,
+                renewal_interval: self.renewal_interval,
+                renewal_grace: self.renewal_grace,
                 binding: self.binding,
                 trusted_proxies: TrustedProxies::new(self.trusted_proxies),
                 codec: RecordCodec::new(self.compression_threshold, self.max_record_bytes),
@@ -949,6 +1006,36 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, ConfigError::RefreshNotShorterThanIdle { .. }));
+    }
+
+    #[test]
+    fn renewal_grace_must_be_shorter_than_interval() {
+        let err = SessionConfig::builder()
+            .secret(SECRET)
+            .renewal_interval(Some(Duration::seconds(30)))
+            .renewal_grace(Duration::seconds(30))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::RenewalGraceNotShorter { .. }));
+
+        let err = SessionConfig::builder()
+            .secret(SECRET)
+            .renewal_interval(Some(Duration::ZERO))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::NonPositiveDuration {
+                field: "renewal_interval",
+                ..
+            }
+        ));
+
+        let config = SessionConfig::high_security(SECRET).build().unwrap();
+        assert_eq!(config.renewal_interval(), Some(Duration::minutes(10)));
+        assert_eq!(config.renewal_grace(), Duration::seconds(30));
+        let config = SessionConfig::production(SECRET).build().unwrap();
+        assert_eq!(config.renewal_interval(), None);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub use id::{
     SESSION_ID_ENCODED_LEN,
 };
 pub use keys::{KeyRing, Purpose, Secret, SecretError, MIN_SECRET_LEN};
-pub use record::{SessionExpiry, SessionRecord};
+pub use record::{renewal_marker, renewed_to, SessionExpiry, SessionRecord};
 #[cfg(feature = "redis")]
 pub use store::clustered::{
     ClusterCacheStats, ClusterConfigError, ClusteredRedisStore, ClusteredRedisStoreBuilder,

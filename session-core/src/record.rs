@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::binding::Fingerprint;
-use crate::codec::{CodecError, RecordCodec};
+use crate::codec::{schema_version, CodecError, RecordCodec};
 use crate::flash::FlashMessage;
 use crate::store::StoredSession;
 use crate::{SessionData, SessionId};
@@ -38,6 +38,7 @@ pub struct SessionRecord<T> {
     absolute_deadline: Option<OffsetDateTime>,
     persistent: bool,
     binding: Option<Fingerprint>,
+    id_issued_at: OffsetDateTime,
     version: u64,
 }
 
@@ -53,7 +54,44 @@ struct Payload<T> {
     binding: Option<Fingerprint>,
     flash: Vec<FlashMessage>,
     data: T,
+    /// Added in layout 2: when the current id was issued.
+    id_issued_at_ms: i64,
 }
+
+/// The layout-1 form of [`Payload`], without `id_issued_at_ms`, still
+/// decoded so that sessions stored before the upgrade stay valid.
+#[derive(Deserialize)]
+struct PayloadV1<T> {
+    created_at_ms: i64,
+    last_seen_ms: i64,
+    idle_timeout_ms: Option<u64>,
+    absolute_deadline_ms: Option<i64>,
+    persistent: bool,
+    binding: Option<Fingerprint>,
+    flash: Vec<FlashMessage>,
+    data: T,
+}
+
+impl<T> From<PayloadV1<T>> for Payload<T> {
+    fn from(old: PayloadV1<T>) -> Self {
+        Self {
+            // The id of a layout-1 record was issued no later than this.
+            id_issued_at_ms: old.created_at_ms,
+            created_at_ms: old.created_at_ms,
+            last_seen_ms: old.last_seen_ms,
+            idle_timeout_ms: old.idle_timeout_ms,
+            absolute_deadline_ms: old.absolute_deadline_ms,
+            persistent: old.persistent,
+            binding: old.binding,
+            flash: old.flash,
+            data: old.data,
+        }
+    }
+}
+
+/// The first bytes of a renewal marker's payload, followed by the new id.
+/// They differ from a record's, so a marker never decodes as a record.
+const RENEWAL_MARKER_MAGIC: [u8; 2] = *b"SM";
 
 impl<T: SessionData> SessionRecord<T> {
     /// Creates a record for a new session at `now` with the configured limits.
@@ -75,6 +113,7 @@ impl<T: SessionData> SessionRecord<T> {
             absolute_deadline: absolute_lifetime.map(|lifetime| now + lifetime),
             persistent,
             binding: None,
+            id_issued_at: now,
             version: 0,
         }
     }
@@ -90,6 +129,24 @@ impl<T: SessionData> SessionRecord<T> {
     pub fn set_id(&mut self, id: SessionId) {
         self.id = id;
         self.version = 0;
+    }
+
+    /// Moves the record to a new id issued at `now`, for a renewal or a
+    /// regeneration. Like [`SessionRecord::set_id`], the version restarts.
+    pub fn renew_id(&mut self, id: SessionId, now: OffsetDateTime) {
+        self.set_id(id);
+        self.id_issued_at = now;
+    }
+
+    /// Returns when the current id was issued.
+    pub fn id_issued_at(&self) -> OffsetDateTime {
+        self.id_issued_at
+    }
+
+    /// Returns true when the current id has been in use for `interval` or
+    /// longer at `now`.
+    pub fn renewal_due(&self, now: OffsetDateTime, interval: Duration) -> bool {
+        now - self.id_issued_at >= interval
     }
 
     /// Returns the version last read from or written to the store.
@@ -211,6 +268,7 @@ impl<T: SessionData> SessionRecord<T> {
             binding: self.binding.clone(),
             flash: self.flash.clone(),
             data: &self.data,
+            id_issued_at_ms: unix_ms(self.id_issued_at),
         };
         Ok(StoredSession {
             id: self.id.clone(),
@@ -238,7 +296,10 @@ impl<T: SessionData> SessionRecord<T> {
     where
         T: DeserializeOwned,
     {
-        let payload: Payload<T> = codec.decode(&stored.payload)?;
+        let payload: Payload<T> = match schema_version(&stored.payload)? {
+            1 => codec.decode::<PayloadV1<T>>(&stored.payload)?.into(),
+            _ => codec.decode(&stored.payload)?,
+        };
         let idle_timeout = payload
             .idle_timeout_ms
             .map(|ms| Duration::milliseconds(ms.min(i64::MAX as u64) as i64));
@@ -263,9 +324,40 @@ impl<T: SessionData> SessionRecord<T> {
             absolute_deadline: payload.absolute_deadline_ms.map(from_unix_ms).transpose()?,
             persistent: payload.persistent,
             binding: payload.binding,
+            id_issued_at: from_unix_ms(payload.id_issued_at_ms)?,
             version: stored.version,
         })
     }
+}
+
+/// Returns the stored form that replaces `old_id`, stored at `old_version`,
+/// after a renewal moved its session to `new_id`: it points requests that
+/// still carry the old id to the new one until `until`, then expires. It
+/// belongs to no identity, so per-user listings never show it.
+pub fn renewal_marker(
+    old_id: &SessionId,
+    old_version: u64,
+    new_id: &SessionId,
+    until: OffsetDateTime,
+) -> StoredSession {
+    let mut payload = Vec::with_capacity(RENEWAL_MARKER_MAGIC.len() + new_id.as_bytes().len());
+    payload.extend_from_slice(&RENEWAL_MARKER_MAGIC);
+    payload.extend_from_slice(new_id.as_bytes());
+    StoredSession {
+        id: old_id.clone(),
+        version: old_version + 1,
+        expires_at: Some(until),
+        identity: None,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// Returns the new id when `stored` is a renewal marker (see
+/// [`renewal_marker`]), `None` for anything else.
+pub fn renewed_to(stored: &StoredSession) -> Option<SessionId> {
+    let rest = stored.payload.strip_prefix(&RENEWAL_MARKER_MAGIC)?;
+    let bytes: [u8; 32] = rest.try_into().ok()?;
+    Some(SessionId::from_bytes(bytes))
 }
 
 fn unix_ms(at: OffsetDateTime) -> i64 {
@@ -387,6 +479,81 @@ mod tests {
         r.committed(1);
         back.committed(1);
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn layout_1_records_still_decode() {
+        #[derive(Serialize)]
+        struct Layout1<'a> {
+            created_at_ms: i64,
+            last_seen_ms: i64,
+            idle_timeout_ms: Option<u64>,
+            absolute_deadline_ms: Option<i64>,
+            persistent: bool,
+            binding: Option<Fingerprint>,
+            flash: Vec<FlashMessage>,
+            data: &'a Data,
+        }
+        let data = Data {
+            user: Some("ada".to_owned()),
+        };
+        let created = unix_ms(T0);
+        let old = Layout1 {
+            created_at_ms: created,
+            last_seen_ms: created,
+            idle_timeout_ms: Some(60_000),
+            absolute_deadline_ms: None,
+            persistent: false,
+            binding: None,
+            flash: Vec::new(),
+            data: &data,
+        };
+        let mut payload = vec![b'S', b'R', 1, 0];
+        payload.extend(postcard::to_stdvec(&old).unwrap());
+        let stored = StoredSession {
+            id: SessionId::random(),
+            version: 4,
+            expires_at: Some(T0 + Duration::minutes(1)),
+            identity: Some("ada".to_owned()),
+            payload: Bytes::from(payload),
+        };
+
+        let record = SessionRecord::<Data>::from_stored(stored, &RecordCodec::default()).unwrap();
+        assert_eq!(record.data, data);
+        assert_eq!(record.created_at(), T0);
+        assert_eq!(record.id_issued_at(), T0, "taken from created_at");
+        assert_eq!(record.version(), 4);
+    }
+
+    #[test]
+    fn renewal_is_due_after_the_interval_since_issue() {
+        let mut record = record(Some(60), None);
+        assert!(!record.renewal_due(T0 + Duration::minutes(9), Duration::minutes(10)));
+        assert!(record.renewal_due(T0 + Duration::minutes(10), Duration::minutes(10)));
+
+        record.renew_id(SessionId::random(), T0 + Duration::minutes(10));
+        assert!(!record.renewal_due(T0 + Duration::minutes(19), Duration::minutes(10)));
+        assert_eq!(record.version(), 0);
+    }
+
+    #[test]
+    fn renewal_marker_points_to_the_new_id_only() {
+        let record = record(Some(60), None);
+        let new_id = SessionId::random();
+        let until = T0 + Duration::seconds(30);
+        let marker = renewal_marker(record.id(), record.version(), &new_id, until);
+        assert_eq!(marker.id, *record.id());
+        assert_eq!(marker.version, record.version() + 1);
+        assert_eq!(marker.expires_at, Some(until));
+        assert_eq!(marker.identity, None);
+        assert_eq!(renewed_to(&marker), Some(new_id));
+        assert!(
+            SessionRecord::<Data>::from_stored(marker, &RecordCodec::default()).is_err(),
+            "a marker never decodes as a record"
+        );
+
+        let stored = record.to_stored(&RecordCodec::default()).unwrap();
+        assert_eq!(renewed_to(&stored), None);
     }
 
     #[test]

@@ -53,6 +53,8 @@ macro_rules! http_case_names {
             user_agent_binding_tolerates_patch_updates,
             undecodable_records_are_treated_as_absent,
             role_changes_apply_on_the_next_request,
+            renewal_moves_the_id_with_a_grace_window,
+            concurrent_requests_renew_once,
         );
     };
 }
@@ -913,4 +915,88 @@ pub async fn role_changes_apply_on_the_next_request(factory: &dyn StoreFactory) 
         "a loss of privilege needs no new id"
     );
     assert_eq!(h.get("/me", Some(&c2)).await.body, "user-a");
+}
+
+fn renewal(builder: SessionConfigBuilder) -> SessionConfigBuilder {
+    builder
+        .renewal_interval(Some(Duration::minutes(10)))
+        .renewal_grace(Duration::seconds(30))
+}
+
+/// After the renewal interval a request moves the session to a new id; the
+/// old id leads to the session for the grace window only.
+pub async fn renewal_moves_the_id_with_a_grace_window(factory: &dyn StoreFactory) {
+    let h = Harness::new(factory, renewal).await;
+    let created = h.post("/cart/add?item=x", None).await;
+    let s1 = created.cookie();
+
+    h.clock.advance(Duration::minutes(9));
+    let early = h.get("/cart", Some(&s1)).await;
+    assert_eq!(early.body, "[x]");
+    assert!(early.session_cookies().is_empty(), "not due yet");
+
+    h.clock.advance(Duration::minutes(1));
+    let renewed = h.get("/cart", Some(&s1)).await;
+    assert_eq!(renewed.status, StatusCode::OK);
+    assert_eq!(renewed.body, "[x]");
+    let s2 = renewed.cookie();
+    assert_ne!(id_of(&s2), id_of(&s1), "a new id");
+    assert_eq!(
+        attributes(&renewed.session_set_cookie()),
+        attributes(&created.session_set_cookie()),
+        "the usual session cookie attributes"
+    );
+
+    // A request sent with the old cookie before the new one arrived.
+    h.clock.advance(Duration::seconds(10));
+    let in_flight = h.post("/cart/add?item=y", Some(&s1)).await;
+    assert_eq!(in_flight.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        id_of(&in_flight.cookie()),
+        id_of(&s2),
+        "the old id leads to the renewed session, which is not renewed again"
+    );
+    assert_eq!(h.get("/cart", Some(&s2)).await.body, "[x,y]");
+
+    h.clock.advance(Duration::seconds(20));
+    let after_grace = h.get("/cart", Some(&s1)).await;
+    assert_eq!(after_grace.body, "[]");
+    assert_eq!(after_grace.session_cookies().len(), 1, "a removal cookie");
+    assert_eq!(h.get("/cart", Some(&s2)).await.body, "[x,y]");
+
+    // Ten minutes after its own issue, the second id is renewed in turn.
+    h.clock.advance(Duration::minutes(10));
+    let again = h.get("/cart", Some(&s2)).await;
+    assert_eq!(again.body, "[x,y]");
+    let s3 = again.cookie();
+    assert_ne!(id_of(&s3), id_of(&s2));
+}
+
+/// Requests that arrive together when the renewal is due move the session
+/// once: every one of them ends with the same new id.
+pub async fn concurrent_requests_renew_once(factory: &dyn StoreFactory) {
+    let h = Harness::new(factory, renewal).await;
+    let s1 = h.login("user-a", None).await.cookie();
+    h.clock.advance(Duration::minutes(10));
+
+    let (a, b, c) = tokio::join!(
+        h.get("/me", Some(&s1)),
+        h.get("/me", Some(&s1)),
+        h.get("/me", Some(&s1)),
+    );
+    let mut new_ids = HashSet::new();
+    for response in [&a, &b, &c] {
+        assert_eq!(response.status, StatusCode::OK);
+        new_ids.insert(id_of(&response.cookie()));
+    }
+    assert_eq!(new_ids.len(), 1, "one renewal");
+    assert!(!new_ids.contains(&id_of(&s1)));
+
+    h.clock.advance(Duration::seconds(30));
+    assert_eq!(
+        h.get("/me", Some(&s1)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the old id ends with the grace window"
+    );
+    assert_eq!(h.get("/me", Some(&a.cookie())).await.status, StatusCode::OK);
 }
