@@ -118,6 +118,9 @@ impl RecordCodec {
             out.extend_from_slice(&(body_len as u32).to_le_bytes());
             out.extend_from_slice(&compressed);
         }
+        // Stores such as the memory store keep this buffer for the
+        // session's life, so it gives back what the record did not use.
+        out.shrink_to_fit();
         Ok(out)
     }
 

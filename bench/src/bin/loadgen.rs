@@ -164,7 +164,7 @@ fn parse_seconds(name: &str, text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds > 0.0 && seconds <= 600.0 => Ok(Duration::from_secs_f64(seconds)),
         _ => Err(format!(
-            "{name} expects seconds between 0 and 600, got {text:?}"
+            "{name} expects seconds above 0 and at most 600, got {text:?}"
         )),
     }
 }
