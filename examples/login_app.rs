@@ -11,7 +11,10 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -20,7 +23,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match login_app::run(settings, ctrl_c()).await {
+    match login_app::run(settings, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -29,7 +32,15 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Completes on Ctrl-C, which starts the graceful shutdown.
+/// Completes on Ctrl-C or, on Unix, on SIGTERM (what `kill` and container
+/// runtimes send), which starts the graceful shutdown.
+async fn shutdown_signal() {
+    tokio::select! {
+        () = ctrl_c() => {}
+        () = terminate() => {}
+    }
+}
+
 async fn ctrl_c() {
     match tokio::signal::ctrl_c().await {
         Ok(()) => tracing::info!("Ctrl-C received; shutting down"),
@@ -39,4 +50,25 @@ async fn ctrl_c() {
             std::future::pending::<()>().await;
         }
     }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            terminate.recv().await;
+            tracing::info!("SIGTERM received; shutting down");
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not listen for SIGTERM");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending::<()>().await;
 }

@@ -362,6 +362,15 @@ impl<T: SessionData> SessionHandle<T> {
                     });
                 };
                 state._lock = Some(guard);
+
+                // The layer's clock decides when the grace window ends, as it
+                // decides every other expiry, whatever clock the store uses.
+                let now = config.clock().now();
+                if stored.expires_at.is_some_and(|deadline| now >= deadline) {
+                    tracing::debug!(digest = %id.digest(config.keys()), "renewal grace window is over");
+                    self.event(SessionEventKind::Expired, Some(&id), None);
+                    return Ok(None);
+                }
                 let renewed = store.load(&new_id).await?;
                 let Some(renewed) = renewed.filter(|renewed| renewed_to(renewed).is_none()) else {
                     tracing::debug!(digest = %new_id.digest(config.keys()), "renewed session is gone");

@@ -81,3 +81,6 @@ pub use session_core::{
     SessionEventKind, SessionEvents, SessionExpiry, SessionStore,
 };
 pub use session_derive::Session;
+/// The `time` crate, whose `Duration` the configuration takes for idle
+/// timeouts, lifetimes and intervals, so that apps need not add it.
+pub use time;

@@ -190,3 +190,25 @@ async fn layer_without_caches_serves_sessions() {
         assert_eq!(support::TestResponse::read(read).await.body, "[x]");
     }
 }
+
+/// The layer's clock ends the renewal grace window even when the store
+/// runs on the system clock.
+#[tokio::test]
+async fn renewal_grace_follows_the_layer_clock() {
+    let clock = ManualClock::starting_now();
+    let h = support::Harness::with_store(MemoryStore::default(), clock.clone(), |b| {
+        b.renewal_interval(Some(time::Duration::minutes(10)))
+            .renewal_grace(time::Duration::seconds(30))
+    });
+    let s1 = h.post("/cart/add?item=x", None).await.cookie();
+
+    clock.advance(time::Duration::minutes(10));
+    let s2 = h.get("/cart", Some(&s1)).await.cookie();
+    assert_ne!(support::id_of(&s2), support::id_of(&s1));
+
+    clock.advance(time::Duration::seconds(35));
+    let old = h.get("/cart", Some(&s1)).await;
+    assert_eq!(old.body, "[]");
+    assert_eq!(old.session_cookies().len(), 1, "a removal cookie");
+    assert_eq!(h.get("/cart", Some(&s2)).await.body, "[x]");
+}

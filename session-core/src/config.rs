@@ -669,7 +669,10 @@ impl SessionConfigBuilder {
         self
     }
 
-    /// Sets the clock (default the system clock). Tests pass a `ManualClock`.
+    /// Sets the clock that decides every expiry (default the system clock).
+    /// Tests pass a `ManualClock`, and give the same clock to the store
+    /// (`MemoryStoreBuilder::clock`), which decides when it may drop or
+    /// purge entries.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
