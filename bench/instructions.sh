@@ -48,3 +48,7 @@ for scenario in axum ours-memory ours-cookie tower-memory tower-memory-signed; d
     echo "| $scenario | $(count "$scenario" read) | $(count "$scenario" write) | $(count "$scenario" untouched) |"
 done
 echo "| axum + pass-through layer | $(count axum read --identity-layer) | $(count axum write --identity-layer) | $(count axum untouched --identity-layer) |"
+# The layer's verified-id and record caches turned off: requests that miss both.
+export SESSION_BENCH_NO_CACHES=1
+echo "| ours-memory, caches off | $(count ours-memory read) | $(count ours-memory write) | $(count ours-memory untouched) |"
+unset SESSION_BENCH_NO_CACHES
