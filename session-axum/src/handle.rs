@@ -61,6 +61,8 @@ struct State<T> {
     /// The stored form `record` was just decoded from, for the record
     /// cache once the request ends without changing it.
     decoded_from: Option<StoredSession>,
+    /// The sealed cookie `record` was just opened from, for the same purpose.
+    opened_from: Option<String>,
     /// Id and version of the stored record `record` was loaded from.
     stored: Option<(SessionId, u64)>,
     /// A stored record that `destroy` asked to delete (server stores) or
@@ -86,6 +88,7 @@ impl<T> Default for State<T> {
         Self {
             record: None,
             decoded_from: None,
+            opened_from: None,
             stored: None,
             to_delete: None,
             flash: FlashState::default(),
@@ -250,21 +253,42 @@ impl<T: SessionData> SessionHandle<T> {
             unreachable!("load_from_cookie is called for the cookie backend only");
         };
         for value in values {
-            let Some(loaded) = store.load::<T>(value).await? else {
-                continue;
+            let (record, needs_reseal) = match self.shared.sealed.get(value) {
+                // A cookie opened before: only the checks that depend on
+                // more than its bytes run again. A clean request has no
+                // reseal pending, so a cached cookie needs none.
+                Some(record) => {
+                    if record.is_expired(self.shared.config.clock().now()) {
+                        tracing::debug!("session cookie has expired; treating it as no session");
+                        continue;
+                    }
+                    if store.is_revoked(record.id()).await? {
+                        continue;
+                    }
+                    (record, false)
+                }
+                None => {
+                    let Some(loaded) = store.load::<T>(value).await? else {
+                        continue;
+                    };
+                    // Cached only if the request leaves it unchanged, as on
+                    // the server path.
+                    state.opened_from = Some((*value).to_owned());
+                    (Arc::new(loaded.record), loaded.needs_reseal)
+                }
             };
-            let id = loaded.record.id().clone();
-            if !self.binding_holds(&loaded.record, &id, state) {
+            let id = record.id().clone();
+            if !self.binding_holds(&record, &id, state) {
                 // Strict binding: revoke so that copies die too.
-                store.revoke(&loaded.record).await?;
+                store.revoke(&record).await?;
                 self.event(SessionEventKind::Destroyed, Some(&id), None);
                 return Ok(None);
             }
             metrics::counter!("session_loaded_total").increment(1);
             self.event(SessionEventKind::Loaded, Some(&id), None);
-            state.reissue_cookie = loaded.needs_reseal;
-            state.stored = Some((id, loaded.record.version()));
-            return Ok(Some(Arc::new(loaded.record)));
+            state.reissue_cookie = needs_reseal;
+            state.stored = Some((id, record.version()));
+            return Ok(Some(record));
         }
         self.event(SessionEventKind::Tampered, None, None);
         Ok(None)
@@ -548,8 +572,14 @@ impl<T: SessionData> SessionHandle<T> {
                     }
                 });
         if clean {
-            if let (Some(stored), Some(record)) = (state.decoded_from.take(), &state.record) {
-                self.shared.records.put(stored, record.clone());
+            let state = &mut *state;
+            if let Some(record) = &state.record {
+                if let Some(stored) = state.decoded_from.take() {
+                    self.shared.records.put(stored, record.clone());
+                }
+                if let Some(value) = state.opened_from.take() {
+                    self.shared.sealed.put(&value, record.clone());
+                }
             }
             state._lock = None;
         }

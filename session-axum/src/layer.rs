@@ -22,7 +22,7 @@ use tower_service::Service;
 use crate::handle::{HandleExtension, SessionHandle};
 use crate::invalid_cookies::{InvalidCookieLimit, InvalidCookieTracker};
 use crate::locks::LockTable;
-use crate::records::{RecordCache, DEFAULT_RECORD_SLOTS};
+use crate::records::{RecordCache, SealedCache, DEFAULT_RECORD_SLOTS};
 
 /// The outcome for a request whose session load fails in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,6 +70,7 @@ pub(crate) struct Shared<T> {
     pub(crate) revalidator: Option<Revalidator<T>>,
     pub(crate) verified_ids: VerifiedIdCache,
     pub(crate) records: RecordCache<T>,
+    pub(crate) sealed: SealedCache<T>,
     pub(crate) invalid_cookies: Option<InvalidCookieTracker>,
     _data: PhantomData<fn() -> T>,
 }
@@ -187,10 +188,12 @@ impl<T: SessionData> SessionLayer<T> {
     }
 
     fn from_backend(backend: Backend, config: SessionConfig) -> Self {
+        let (records, sealed) = record_caches(&backend, DEFAULT_RECORD_SLOTS);
         Self {
             shared: Arc::new(Shared {
                 verified_ids: VerifiedIdCache::new(&config, DEFAULT_VERIFIED_ID_SLOTS),
-                records: RecordCache::new(DEFAULT_RECORD_SLOTS),
+                records,
+                sealed,
                 invalid_cookies: Some(InvalidCookieTracker::new(InvalidCookieLimit::default())),
                 config,
                 backend,
@@ -261,21 +264,25 @@ impl<T: SessionData> SessionLayer<T> {
         self
     }
 
-    /// Sets how many decoded sessions are kept beside a server-side store
-    /// (default 4096, rounded up to a power of two; 0 turns the cache off).
+    /// Sets how many decoded sessions are kept (default 4096, rounded up to
+    /// a power of two; 0 turns the cache off).
     ///
-    /// Every request still loads its session from the store. When the
-    /// stored bytes, version and expiry equal those of a kept entry, the
-    /// request reuses that entry's decoded data instead of decoding again,
-    /// and copies it only if it changes the session. Each entry holds one
-    /// decoded session, so the memory it takes grows with the size of `T`.
-    /// The cookie store does not use it.
+    /// With a server-side store every request still loads its session from
+    /// the store; when the stored bytes, version and expiry equal those of a
+    /// kept entry, the request reuses that entry's decoded data instead of
+    /// decoding again. With the cookie store a request whose sealed cookie
+    /// equals a kept one skips the decryption and the decode; the expiry
+    /// and revocation checks still run. Either way a request copies the
+    /// data only if it changes the session. Each entry holds one decoded
+    /// session (and, for the cookie store, its cookie), so the memory it
+    /// takes grows with the size of `T`.
     ///
     /// # Panics
     ///
     /// When called after the layer was cloned.
     pub fn record_cache(mut self, slots: usize) -> Self {
-        self.shared_mut().records = RecordCache::new(slots);
+        let shared = self.shared_mut();
+        (shared.records, shared.sealed) = record_caches(&shared.backend, slots);
         self
     }
 
@@ -371,6 +378,14 @@ impl<S, T: SessionData> Layer<S> for SessionLayer<T> {
             inner,
             shared: self.shared.clone(),
         }
+    }
+}
+
+/// Builds the record caches of a backend: the one it uses gets `slots`.
+fn record_caches<T>(backend: &Backend, slots: usize) -> (RecordCache<T>, SealedCache<T>) {
+    match backend {
+        Backend::Server(_) => (RecordCache::new(slots), SealedCache::new(0)),
+        Backend::Cookie(_) => (RecordCache::new(0), SealedCache::new(slots)),
     }
 }
 

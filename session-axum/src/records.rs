@@ -1,7 +1,11 @@
 //! Decoded records of recently read sessions, so that a request whose
-//! stored bytes did not change since the last one skips the decode.
+//! stored bytes (or sealed cookie) did not change since the last one skips
+//! the decode.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use session_core::__private::constant_time_eq;
 
 use session_core::{SessionId, SessionRecord, StoredSession};
 
@@ -88,6 +92,74 @@ impl<T> RecordCache<T> {
     }
 }
 
+/// A direct-mapped cache from a sealed cookie-store value to the record it
+/// opened to.
+///
+/// A sealed value is authenticated encryption of the record, so equal
+/// values open to equal records; a hit skips the decryption and the decode.
+/// The expiry and revocation checks do not depend on the value alone, so
+/// the caller runs them on every request. Values are compared in constant
+/// time and placed by a hash with a per-process random key, so a client can
+/// neither aim at another client's slot nor time the comparison.
+pub(crate) struct SealedCache<T> {
+    hasher: RandomState,
+    slots: Box<[SealedSlot<T>]>,
+}
+
+type SealedSlot<T> = Mutex<Option<Box<Sealed<T>>>>;
+
+struct Sealed<T> {
+    value: Box<str>,
+    record: Arc<SessionRecord<T>>,
+}
+
+impl<T> SealedCache<T> {
+    /// Creates a cache with `slots` entries rounded up to a power of two; 0
+    /// turns it off.
+    pub(crate) fn new(slots: usize) -> Self {
+        let slots = if slots == 0 {
+            0
+        } else {
+            slots.next_power_of_two()
+        };
+        Self {
+            hasher: RandomState::new(),
+            slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Returns the record `value` opened to, if this exact value is cached.
+    /// Only cookies sealed under the current key are cached, since others
+    /// are resealed at once.
+    pub(crate) fn get(&self, value: &str) -> Option<Arc<SessionRecord<T>>> {
+        let slot = self.slot(value)?;
+        let entry = lock(slot);
+        let cached = entry.as_deref()?;
+        constant_time_eq(cached.value.as_bytes(), value.as_bytes()).then(|| cached.record.clone())
+    }
+
+    /// Remembers what `value` opened to, evicting the slot's previous entry.
+    pub(crate) fn put(&self, value: &str, record: Arc<SessionRecord<T>>) {
+        let Some(slot) = self.slot(value) else {
+            return;
+        };
+        let sealed = Sealed {
+            value: value.into(),
+            record,
+        };
+        let mut entry = lock(slot);
+        *entry = Some(Box::new(sealed));
+    }
+
+    fn slot(&self, value: &str) -> Option<&SealedSlot<T>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let index = self.hasher.hash_one(value) as usize & (self.slots.len() - 1);
+        Some(&self.slots[index])
+    }
+}
+
 fn lock<T>(slot: &Mutex<T>) -> MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -163,6 +235,21 @@ mod tests {
         cache.put(stored.clone(), Arc::new(record));
         cache.forget(&stored.id);
         assert!(cache.get(&stored).is_none());
+    }
+
+    #[test]
+    fn sealed_value_hits_only_when_equal() {
+        let cache = SealedCache::new(16);
+        let (_, record) = stored(1);
+        cache.put("sealed-value-a", Arc::new(record.clone()));
+
+        let hit = cache.get("sealed-value-a").expect("cached");
+        assert_eq!(*hit, record);
+        assert!(cache.get("sealed-value-b").is_none());
+        assert!(cache.get("sealed-value-").is_none());
+        assert!(SealedCache::<Counter>::new(0)
+            .get("sealed-value-a")
+            .is_none());
     }
 
     #[test]

@@ -345,3 +345,82 @@ async fn test_cookie_helper_works_with_the_cookie_store() {
     );
     let _ = h.clock.now();
 }
+
+/// A cookie that was already opened, and so is served from the layer's
+/// cache, is still refused once its session is revoked.
+#[tokio::test]
+async fn cached_cookie_is_refused_after_logout() {
+    let h = harness(true);
+    let v1 = h.login("user-a", None).await.cookie();
+    for _ in 0..3 {
+        assert_eq!(h.get("/me", Some(&v1)).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        h.post("/logout", Some(&v1)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let replay = h.get("/me", Some(&v1)).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A cookie served from the layer's cache still expires on the layer's clock.
+#[tokio::test]
+async fn cached_cookie_still_expires() {
+    let clock = ManualClock::starting_now();
+    let h = Harness::with_cookie_store(
+        clock.clone(),
+        false,
+        |b| {
+            b.idle_timeout(Some(Duration::minutes(15)))
+                .refresh_interval(Duration::minutes(10))
+        },
+        None,
+    );
+    let v1 = h.login("user-a", None).await.cookie();
+    for _ in 0..3 {
+        let me = h.get("/me", Some(&v1)).await;
+        assert_eq!(me.status, StatusCode::OK);
+        assert!(
+            me.session_cookies().is_empty(),
+            "no reseal before the refresh"
+        );
+    }
+    clock.advance(Duration::minutes(16));
+    assert_eq!(
+        h.get("/me", Some(&v1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// With the cache off, the cookie store behaves the same.
+#[tokio::test]
+async fn cookie_store_works_without_the_record_cache() {
+    let clock = ManualClock::starting_now();
+    let config = support::test_config(&clock, |b| b);
+    let store = session_axum::CookieStore::new(config.clone());
+    let layer =
+        session_axum::SessionLayer::<support::TestSession>::with_cookie_store(store, config)
+            .record_cache(0);
+    let app = support::app::router(layer);
+    let login = tower::ServiceExt::oneshot(
+        app.clone(),
+        axum::http::Request::post("/cart/add?item=x")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let cookie = support::TestResponse::read(login).await.cookie();
+    for _ in 0..2 {
+        let read = tower::ServiceExt::oneshot(
+            app.clone(),
+            axum::http::Request::get("/cart")
+                .header(axum::http::header::COOKIE, &cookie)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(support::TestResponse::read(read).await.body, "[x]");
+    }
+}

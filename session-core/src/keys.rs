@@ -312,7 +312,7 @@ fn stretch_passphrase(passphrase: &Secret, salt: &[u8], iterations: NonZeroU32) 
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

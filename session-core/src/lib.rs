@@ -68,8 +68,10 @@ pub use verified::{VerifiedIdCache, DEFAULT_VERIFIED_ID_SLOTS};
 #[cfg(feature = "test-suite")]
 pub mod conformance;
 
-/// Re-exported so that `#[derive(Session)]` output and users share one version.
+/// Re-exported so that `#[derive(Session)]` output and users share one
+/// version, and helpers shared with the sibling crates. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::keys::constant_time_eq;
     pub use serde;
 }

@@ -263,18 +263,34 @@ impl CookieStore {
         let Some(loaded) = self.open::<T>(cookie_value) else {
             return Ok(None);
         };
-
-        if let Some(revocations) = &self.revocations {
-            if revocations.load(loaded.record.id()).await?.is_some() {
-                tracing::warn!(
-                    cookie = self.config.cookie().name(),
-                    "session cookie belongs to a revoked session, likely a copy kept after logout; \
-                     treating the request as having no session"
-                );
-                return Ok(None);
-            }
+        if self.is_revoked(loaded.record.id()).await? {
+            return Ok(None);
         }
         Ok(Some(loaded))
+    }
+
+    /// Returns true, with a warning in the log, when the session `id` was
+    /// revoked: a cookie that carries it is a copy kept after logout.
+    /// Always false without a revocation store. [`CookieStore::load`] runs
+    /// this check; a caller that keeps opened cookies must run it on every
+    /// request.
+    ///
+    /// # Errors
+    ///
+    /// The revocation store's error.
+    pub async fn is_revoked(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let Some(revocations) = &self.revocations else {
+            return Ok(false);
+        };
+        if revocations.load(id).await?.is_none() {
+            return Ok(false);
+        }
+        tracing::warn!(
+            cookie = self.config.cookie().name(),
+            "session cookie belongs to a revoked session, likely a copy kept after logout; \
+             treating the request as having no session"
+        );
+        Ok(true)
     }
 
     /// Seals `record` and renders the complete `Set-Cookie` header value,
