@@ -344,18 +344,7 @@ impl<T: SessionData> SessionHandle<T> {
         };
         state.reissue_cookie = signed_by_retired_key;
 
-        let Some(guard) = self
-            .shared
-            .locks
-            .acquire(&id, self.shared.lock_timeout)
-            .await
-        else {
-            return Err(StoreError::Timeout {
-                operation: "session lock",
-                after_ms: self.shared.lock_timeout.as_millis() as u64,
-            });
-        };
-        state._lock = Some(guard);
+        state._lock = Some(self.lock_session(&id).await?);
 
         let started = Instant::now();
         let stored = store.load(&id).await?;
@@ -374,18 +363,7 @@ impl<T: SessionData> SessionHandle<T> {
         let (id, stored) = match renewed_to(&stored) {
             None => (id, stored),
             Some(new_id) => {
-                let Some(guard) = self
-                    .shared
-                    .locks
-                    .acquire(&new_id, self.shared.lock_timeout)
-                    .await
-                else {
-                    return Err(StoreError::Timeout {
-                        operation: "session lock",
-                        after_ms: self.shared.lock_timeout.as_millis() as u64,
-                    });
-                };
-                state._lock = Some(guard);
+                state._lock = Some(self.lock_session(&new_id).await?);
 
                 // The layer's clock decides when the grace window ends, as it
                 // decides every other expiry, whatever clock the store uses.
@@ -441,6 +419,19 @@ impl<T: SessionData> SessionHandle<T> {
         self.event(SessionEventKind::Loaded, Some(&id), None);
         state.stored = Some((id, version));
         Ok(Some(record))
+    }
+
+    /// Waits for the per-session lock of `id`, up to the layer's lock timeout.
+    async fn lock_session(&self, id: &SessionId) -> Result<OwnedMutexGuard<()>, StoreError> {
+        let timeout = self.shared.lock_timeout;
+        self.shared
+            .locks
+            .acquire(id, timeout)
+            .await
+            .ok_or(StoreError::Timeout {
+                operation: "session lock",
+                after_ms: timeout.as_millis() as u64,
+            })
     }
 
     /// Applies the revalidation hook to a loaded, signed-in session.

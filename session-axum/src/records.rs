@@ -33,13 +33,8 @@ impl<T> RecordCache<T> {
     /// Creates a cache with `slots` entries rounded up to a power of two; 0
     /// turns it off.
     pub(crate) fn new(slots: usize) -> Self {
-        let slots = if slots == 0 {
-            0
-        } else {
-            slots.next_power_of_two()
-        };
         Self {
-            slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+            slots: empty_slots(slots),
         }
     }
 
@@ -117,14 +112,9 @@ impl<T> SealedCache<T> {
     /// Creates a cache with `slots` entries rounded up to a power of two; 0
     /// turns it off.
     pub(crate) fn new(slots: usize) -> Self {
-        let slots = if slots == 0 {
-            0
-        } else {
-            slots.next_power_of_two()
-        };
         Self {
             hasher: RandomState::new(),
-            slots: (0..slots).map(|_| Mutex::new(None)).collect(),
+            slots: empty_slots(slots),
         }
     }
 
@@ -158,6 +148,17 @@ impl<T> SealedCache<T> {
         let index = self.hasher.hash_one(value) as usize & (self.slots.len() - 1);
         Some(&self.slots[index])
     }
+}
+
+/// Returns `count` empty slots, rounded up to a power of two so that a slot
+/// index is a mask of a hash; none for 0.
+fn empty_slots<E>(count: usize) -> Box<[Mutex<Option<E>>]> {
+    let count = if count == 0 {
+        0
+    } else {
+        count.next_power_of_two()
+    };
+    (0..count).map(|_| Mutex::new(None)).collect()
 }
 
 fn lock<T>(slot: &Mutex<T>) -> MutexGuard<'_, T> {

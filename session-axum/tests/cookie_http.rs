@@ -3,7 +3,7 @@
 
 mod support;
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use session_axum::{Clock, ManualClock};
@@ -402,25 +402,12 @@ async fn cookie_store_works_without_the_record_cache() {
         session_axum::SessionLayer::<support::TestSession>::with_cookie_store(store, config)
             .record_cache(0);
     let app = support::app::router(layer);
-    let login = tower::ServiceExt::oneshot(
-        app.clone(),
-        axum::http::Request::post("/cart/add?item=x")
-            .body(axum::body::Body::empty())
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let cookie = support::TestResponse::read(login).await.cookie();
+
+    let added = support::send_to(&app, Method::POST, "/cart/add?item=x", None).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT);
+    let cookie = added.cookie();
     for _ in 0..2 {
-        let read = tower::ServiceExt::oneshot(
-            app.clone(),
-            axum::http::Request::get("/cart")
-                .header(axum::http::header::COOKIE, &cookie)
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(support::TestResponse::read(read).await.body, "[x]");
+        let read = support::send_to(&app, Method::GET, "/cart", Some(&cookie)).await;
+        assert_eq!(read.body, "[x]");
     }
 }

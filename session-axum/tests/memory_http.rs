@@ -4,6 +4,7 @@ mod support;
 
 use std::sync::Arc;
 
+use axum::http::{Method, StatusCode};
 use session_axum::session_core::SessionStore;
 use session_axum::{ManualClock, MemoryStore};
 use support::{BoxFuture, StoreFactory, StoreProbe};
@@ -165,29 +166,12 @@ async fn layer_without_caches_serves_sessions() {
         .verified_id_cache(0);
     let app = support::app::router(layer);
 
-    let add = tower::ServiceExt::oneshot(
-        app.clone(),
-        axum::http::Request::post("/cart/add?item=x")
-            .body(axum::body::Body::empty())
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let added = support::TestResponse::read(add).await;
-    assert_eq!(added.status, axum::http::StatusCode::NO_CONTENT);
+    let added = support::send_to(&app, Method::POST, "/cart/add?item=x", None).await;
+    assert_eq!(added.status, StatusCode::NO_CONTENT);
     let cookie = added.cookie();
-
     for _ in 0..2 {
-        let read = tower::ServiceExt::oneshot(
-            app.clone(),
-            axum::http::Request::get("/cart")
-                .header(axum::http::header::COOKIE, &cookie)
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(support::TestResponse::read(read).await.body, "[x]");
+        let read = support::send_to(&app, Method::GET, "/cart", Some(&cookie)).await;
+        assert_eq!(read.body, "[x]");
     }
 }
 

@@ -273,6 +273,22 @@ impl Harness {
     }
 }
 
+/// Sends `method uri` with an optional `Cookie` header through `app` and
+/// reads the response, for tests that build their own router.
+pub async fn send_to(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    cookie: Option<&str>,
+) -> TestResponse {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let request = request.body(Body::empty()).unwrap();
+    TestResponse::read(app.clone().oneshot(request).await.unwrap()).await
+}
+
 /// A response with its body read.
 #[derive(Debug)]
 pub struct TestResponse {
