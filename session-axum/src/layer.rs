@@ -274,8 +274,9 @@ impl<T: SessionData> SessionLayer<T> {
     /// equals a kept one skips the decryption and the decode; the expiry
     /// and revocation checks still run. Either way a request copies the
     /// data only if it changes the session. Each entry holds one decoded
-    /// session (and, for the cookie store, its cookie), so the memory it
-    /// takes grows with the size of `T`.
+    /// session (and, for the cookie store, its cookie). Sessions whose
+    /// stored form or cookie is over 2 KiB are not kept, which bounds the
+    /// cache at about `slots` times (2 KiB plus one decoded session).
     ///
     /// # Panics
     ///

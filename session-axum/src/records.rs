@@ -12,6 +12,11 @@ use session_core::{SessionId, SessionRecord, StoredSession};
 /// Default number of slots of the record cache.
 pub(crate) const DEFAULT_RECORD_SLOTS: usize = 4096;
 
+/// Largest stored payload or sealed cookie, in bytes, whose record is kept.
+/// Larger sessions are decoded on every request, so that a full cache holds
+/// at most about slots x (2 KiB + a decoded record) however big sessions get.
+pub(crate) const MAX_CACHED_BYTES: usize = 2048;
+
 /// A direct-mapped cache from a stored session to its decoded record.
 ///
 /// An entry matches only the exact stored form it was made from: same
@@ -53,6 +58,9 @@ impl<T> RecordCache<T> {
     /// Remembers `record` as the decoded form of `stored`, evicting the
     /// slot's previous entry.
     pub(crate) fn put(&self, stored: StoredSession, record: Arc<SessionRecord<T>>) {
+        if stored.payload.len() > MAX_CACHED_BYTES {
+            return;
+        }
         let Some(slot) = self.slot(&stored.id) else {
             return;
         };
@@ -130,6 +138,9 @@ impl<T> SealedCache<T> {
 
     /// Remembers what `value` opened to, evicting the slot's previous entry.
     pub(crate) fn put(&self, value: &str, record: Arc<SessionRecord<T>>) {
+        if value.len() > MAX_CACHED_BYTES {
+            return;
+        }
         let Some(slot) = self.slot(value) else {
             return;
         };
@@ -251,6 +262,20 @@ mod tests {
         assert!(SealedCache::<Counter>::new(0)
             .get("sealed-value-a")
             .is_none());
+    }
+
+    #[test]
+    fn large_sessions_are_not_kept() {
+        let records = RecordCache::new(16);
+        let (mut stored, record) = stored(1);
+        stored.payload = Bytes::from(vec![0u8; MAX_CACHED_BYTES + 1]);
+        records.put(stored.clone(), Arc::new(record.clone()));
+        assert!(records.get(&stored).is_none());
+
+        let sealed = SealedCache::new(16);
+        let long_value = "v".repeat(MAX_CACHED_BYTES + 1);
+        sealed.put(&long_value, Arc::new(record));
+        assert!(sealed.get(&long_value).is_none());
     }
 
     #[test]
