@@ -28,28 +28,7 @@ use session_core::{
     RedisStore, SaveOutcome, SessionEvents, SessionId, SessionStore, StoreError, StoreEvent,
     StoredSession,
 };
-use support::redis_server::{admin, delete_matching, shared_url, unique_prefix, RedisServer};
-
-/// Deletes the keys under a prefix when the test ends, even when it fails.
-struct Cleanup {
-    url: String,
-    pattern: String,
-}
-
-impl Cleanup {
-    fn new(url: &str, prefix: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            pattern: format!("{prefix}*"),
-        }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        delete_matching(&mut admin(&self.url), &self.pattern);
-    }
-}
+use support::redis_server::{admin, shared_url, unique_prefix, Cleanup, RedisServer};
 
 fn builder(url: &str, prefix: &str, clock: &ManualClock) -> ClusteredRedisStoreBuilder {
     ClusteredRedisStore::from_url(url)

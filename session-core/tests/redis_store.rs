@@ -21,31 +21,10 @@ use session_core::{
     Clock, CreateOutcome, ManualClock, RedisConfigError, RedisStore, SaveOutcome, SessionConfig,
     SessionId, SessionStore, StoreError,
 };
-use support::redis_server::{admin, delete_matching, scan, shared_url, unique_prefix, RedisServer};
+use support::redis_server::{admin, scan, shared_url, unique_prefix, Cleanup, RedisServer};
 
 const SECRET: &[u8; 32] = b"redis store test secret, 32 b!!!";
 const OTHER_SECRET: &[u8; 32] = b"another redis store secret 32 b!";
-
-/// Deletes the keys under a prefix when the test ends, even when it fails.
-struct Cleanup {
-    url: String,
-    pattern: String,
-}
-
-impl Cleanup {
-    fn new(url: &str, prefix: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            pattern: format!("{prefix}*"),
-        }
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        delete_matching(&mut admin(&self.url), &self.pattern);
-    }
-}
 
 fn store(url: &str, prefix: &str, clock: &ManualClock) -> RedisStore {
     RedisStore::from_url(url)

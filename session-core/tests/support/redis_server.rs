@@ -525,3 +525,25 @@ impl RedisCluster {
         redis::from_redis_value_ref(&reply[1]).unwrap()
     }
 }
+
+/// Deletes the keys under a prefix when the test ends, even when it fails.
+pub struct Cleanup {
+    url: String,
+    pattern: String,
+}
+
+impl Cleanup {
+    /// Watches the keys of `url` that start with `prefix`.
+    pub fn new(url: &str, prefix: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            pattern: format!("{prefix}*"),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        delete_matching(&mut admin(&self.url), &self.pattern);
+    }
+}

@@ -7,12 +7,20 @@ use std::sync::LazyLock;
 use deadpool_redis::redis::Script;
 
 /// Compare-and-set write of a session value.
-pub(super) static SAVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/save.lua")));
+pub(super) static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/check_version.lua"),
+        include_str!("lua/save.lua")
+    ))
+});
 
 /// Compare-and-set change of a session's expiry.
-pub(super) static TOUCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/touch.lua")));
+pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/check_version.lua"),
+        include_str!("lua/touch.lua")
+    ))
+});
 
 /// Deletion that returns the identity digest of the deleted value.
 pub(super) static DELETE: LazyLock<Script> =

@@ -11,29 +11,8 @@
 -- upkeep is 1 when the caller must update the identity index, because the
 -- identity changed or the new expiry outlives the index entry.
 
-local ABSENT_TIME = string.rep('-', 20)
-local ABSENT_DIGEST = string.rep('-', 64)
-
-local head = redis.call('GETRANGE', KEYS[1], 0, 132)
-if head == '' then
-  -- An empty string under the key is not a session either.
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    return {'malformed', '', 0}
-  end
-  return {'missing', '', 0}
-end
-if #head ~= 133 or string.sub(head, 1, 2) ~= 's1' then
-  return {'malformed', '', 0}
-end
-
-local now = tonumber(ARGV[2])
-local expires = string.sub(head, 24, 43)
-if expires ~= ABSENT_TIME and tonumber(expires) <= now then
-  return {'missing', '', 0}
-end
-if string.sub(head, 4, 23) ~= ARGV[1] then
-  return {'conflict', '', 0}
-end
+-- The shared version check (check_version.lua) runs first, and leaves
+-- `head` and `now` set.
 
 local old_digest = string.sub(head, 50, 113)
 local new_digest = string.sub(ARGV[3], 50, 113)

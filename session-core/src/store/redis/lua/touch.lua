@@ -11,29 +11,8 @@
 --
 -- Returns {status, identity digest, index upkeep}, as the save script does.
 
-local ABSENT_TIME = string.rep('-', 20)
-local ABSENT_DIGEST = string.rep('-', 64)
-
-local head = redis.call('GETRANGE', KEYS[1], 0, 132)
-if head == '' then
-  -- An empty string under the key is not a session either.
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    return {'malformed', '', 0}
-  end
-  return {'missing', '', 0}
-end
-if #head ~= 133 or string.sub(head, 1, 2) ~= 's1' then
-  return {'malformed', '', 0}
-end
-
-local now = tonumber(ARGV[2])
-local expires = string.sub(head, 24, 43)
-if expires ~= ABSENT_TIME and tonumber(expires) <= now then
-  return {'missing', '', 0}
-end
-if string.sub(head, 4, 23) ~= ARGV[1] then
-  return {'conflict', '', 0}
-end
+-- The shared version check (check_version.lua) runs first, and leaves
+-- `head` and `now` set.
 
 local digest = string.sub(head, 50, 113)
 if ARGV[4] ~= '' and tonumber(ARGV[4]) <= now then
