@@ -14,6 +14,7 @@ use deadpool_redis::redis;
 use redis_support::{redis_server, PrefixedKeys};
 use session_axum::session_core::SessionStore;
 use session_axum::{ClusteredRedisStore, ManualClock};
+use support::two_nodes::NodePair;
 use support::{id_of, BoxFuture, Harness, StoreFactory, StoreProbe};
 
 /// Builds stores on `$REDIS_URL` under a prefix (and so a channel) of its
@@ -68,10 +69,7 @@ http_cases!(ClusterFactory::new());
 
 /// Two instances of the test app on one Redis and one channel.
 struct TwoNodes {
-    a: Harness,
-    b: Harness,
-    a_store: ClusteredRedisStore,
-    b_store: ClusteredRedisStore,
+    pair: NodePair,
     _factory: ClusterFactory,
 }
 
@@ -82,23 +80,22 @@ impl TwoNodes {
         let a_store = factory.node("node-a", &clock, fenced_reads).await;
         let b_store = factory.node("node-b", &clock, fenced_reads).await;
         Self {
-            a: Harness::with_store(a_store.clone(), clock.clone(), |b| b),
-            b: Harness::with_store(b_store.clone(), clock, |b| b),
-            a_store,
-            b_store,
+            pair: NodePair {
+                a: Harness::with_store(a_store.clone(), clock.clone(), |b| b),
+                b: Harness::with_store(b_store.clone(), clock, |b| b),
+                a_store,
+                b_store,
+            },
             _factory: factory,
         }
     }
+}
 
-    /// Sets the roles of `user` at the source of truth both nodes consult.
-    fn set_roles(&self, user: &str, roles: &[&str]) {
-        let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
-        for node in [&self.a, &self.b] {
-            node.roles
-                .lock()
-                .unwrap()
-                .insert(user.to_owned(), roles.clone());
-        }
+impl std::ops::Deref for TwoNodes {
+    type Target = NodePair;
+
+    fn deref(&self) -> &NodePair {
+        &self.pair
     }
 }
 
@@ -117,26 +114,10 @@ async fn login_on_a_is_seen_on_b() {
 /// request, although A had the session cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_b_applies_on_a_at_once() {
-    let nodes = TwoNodes::start(true).await;
-    for round in 0..50 {
-        let s1 = nodes.a.login("user-a", None).await.cookie();
-        assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-        let hits = nodes.a_store.stats().hits;
-        assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-        assert_eq!(
-            nodes.a_store.stats().hits,
-            hits + 1,
-            "round {round}: A serves the session from its cache"
-        );
-
-        let logout = nodes.b.post("/logout", Some(&s1)).await;
-        assert_eq!(logout.status, StatusCode::SEE_OTHER);
-        assert_eq!(
-            nodes.a.get("/me", Some(&s1)).await.status,
-            StatusCode::UNAUTHORIZED,
-            "round {round}: the next request on A"
-        );
-    }
+    TwoNodes::start(true)
+        .await
+        .logout_on_b_applies_on_a_at_once(50)
+        .await;
 }
 
 /// Without fenced reads, the logout reaches A as an invalidation, once
@@ -144,20 +125,10 @@ async fn logout_on_b_applies_on_a_at_once() {
 /// the cache TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_b_reaches_a_as_an_invalidation() {
-    let nodes = TwoNodes::start(false).await;
-    let s1 = nodes.a.login("user-a", None).await.cookie();
-    assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-
-    assert_eq!(
-        nodes.b.post("/logout", Some(&s1)).await.status,
-        StatusCode::SEE_OTHER
-    );
-    nodes.a_store.catch_up().await.unwrap();
-    assert_eq!(nodes.a_store.stats().invalidations, 1);
-    assert_eq!(
-        nodes.a.get("/me", Some(&s1)).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    TwoNodes::start(false)
+        .await
+        .logout_on_b_reaches_a_as_an_invalidation(20)
+        .await;
 }
 
 /// Across nodes, a privilege increase seen by B rotates the id, which
@@ -218,21 +189,7 @@ async fn role_change_on_b_is_honoured_by_a() {
 /// A write on A is read on B, and B's write is read back on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_on_a_is_read_on_b() {
-    let nodes = TwoNodes::start(true).await;
-    let s1 = nodes.a.post("/cart/add?item=x", None).await.cookie();
-    assert_eq!(nodes.a.get("/cart", Some(&s1)).await.body, "[x]");
-    assert_eq!(nodes.b.get("/cart", Some(&s1)).await.body, "[x]");
-
-    assert_eq!(
-        nodes.b.post("/cart/add?item=y", Some(&s1)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(nodes.a.get("/cart", Some(&s1)).await.body, "[x,y]");
-    assert_eq!(
-        nodes.a.post("/locale?l=fr", Some(&s1)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(nodes.b.get("/locale", Some(&s1)).await.body, "fr");
+    TwoNodes::start(true).await.write_on_a_is_read_on_b().await;
 }
 
 /// On one node, a read right after a write returns it, from the cache.

@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use session_axum::session_core::{RedisStore, SessionStore};
 use session_axum::{ClusteredRedisStore, ManualClock};
+use support::two_nodes::NodePair;
 use support::{BoxFuture, Harness, StoreFactory, StoreProbe};
 
 /// Builds cluster stores under a prefix of its own and deletes every key
@@ -150,10 +151,7 @@ async fn every_clustered_http_case_passes() {
 /// Two instances of the test app on the clustered store, on one cluster and
 /// one channel.
 struct TwoNodes {
-    a: Harness,
-    b: Harness,
-    a_store: ClusteredRedisStore,
-    b_store: ClusteredRedisStore,
+    pair: NodePair,
     _factory: ClusterFactory,
 }
 
@@ -164,12 +162,22 @@ impl TwoNodes {
         let a_store = factory.clustered_node("node-a", &clock, fenced_reads).await;
         let b_store = factory.clustered_node("node-b", &clock, fenced_reads).await;
         Self {
-            a: Harness::with_store(a_store.clone(), clock.clone(), |b| b),
-            b: Harness::with_store(b_store.clone(), clock, |b| b),
-            a_store,
-            b_store,
+            pair: NodePair {
+                a: Harness::with_store(a_store.clone(), clock.clone(), |b| b),
+                b: Harness::with_store(b_store.clone(), clock, |b| b),
+                a_store,
+                b_store,
+            },
             _factory: factory,
         }
+    }
+}
+
+impl std::ops::Deref for TwoNodes {
+    type Target = NodePair;
+
+    fn deref(&self) -> &NodePair {
+        &self.pair
     }
 }
 
@@ -178,26 +186,10 @@ impl TwoNodes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_b_applies_on_a_at_once() {
     let cluster = redis_server::RedisCluster::shared();
-    let nodes = TwoNodes::start(cluster.urls(), true).await;
-    for round in 0..50 {
-        let s1 = nodes.a.login("user-a", None).await.cookie();
-        assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-        let hits = nodes.a_store.stats().hits;
-        assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-        assert_eq!(
-            nodes.a_store.stats().hits,
-            hits + 1,
-            "round {round}: A serves the session from its cache"
-        );
-
-        let logout = nodes.b.post("/logout", Some(&s1)).await;
-        assert_eq!(logout.status, StatusCode::SEE_OTHER);
-        assert_eq!(
-            nodes.a.get("/me", Some(&s1)).await.status,
-            StatusCode::UNAUTHORIZED,
-            "round {round}: the next request on A"
-        );
-    }
+    TwoNodes::start(cluster.urls(), true)
+        .await
+        .logout_on_b_applies_on_a_at_once(50)
+        .await;
 }
 
 /// Without fenced reads, the logout reaches A as an invalidation once A has
@@ -206,56 +198,20 @@ async fn logout_on_b_applies_on_a_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_b_reaches_a_as_an_invalidation() {
     let cluster = redis_server::RedisCluster::shared();
-    let nodes = TwoNodes::start(cluster.urls(), false).await;
-    for round in 0..20 {
-        let s1 = nodes.a.login("user-a", None).await.cookie();
-        assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-        let hits = nodes.a_store.stats().hits;
-        assert_eq!(nodes.a.get("/me", Some(&s1)).await.body, "user-a");
-        assert_eq!(
-            nodes.a_store.stats().hits,
-            hits + 1,
-            "round {round}: A serves the session from its cache"
-        );
-
-        let invalidations = nodes.a_store.stats().invalidations;
-        assert_eq!(
-            nodes.b.post("/logout", Some(&s1)).await.status,
-            StatusCode::SEE_OTHER
-        );
-        nodes.a_store.catch_up().await.unwrap();
-        assert_eq!(
-            nodes.a_store.stats().invalidations,
-            invalidations + 1,
-            "round {round}: A applied the logout's invalidation"
-        );
-        assert_eq!(
-            nodes.a.get("/me", Some(&s1)).await.status,
-            StatusCode::UNAUTHORIZED,
-            "round {round}: the next request on A"
-        );
-    }
+    TwoNodes::start(cluster.urls(), false)
+        .await
+        .logout_on_b_reaches_a_as_an_invalidation(20)
+        .await;
 }
 
 /// A write on A is read on B, and B's write is read back on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_on_a_is_read_on_b() {
     let cluster = redis_server::RedisCluster::shared();
-    let nodes = TwoNodes::start(cluster.urls(), true).await;
-    let s1 = nodes.a.post("/cart/add?item=x", None).await.cookie();
-    assert_eq!(nodes.a.get("/cart", Some(&s1)).await.body, "[x]");
-    assert_eq!(nodes.b.get("/cart", Some(&s1)).await.body, "[x]");
-
-    assert_eq!(
-        nodes.b.post("/cart/add?item=y", Some(&s1)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(nodes.a.get("/cart", Some(&s1)).await.body, "[x,y]");
-    assert_eq!(
-        nodes.a.post("/locale?l=fr", Some(&s1)).await.status,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(nodes.b.get("/locale", Some(&s1)).await.body, "fr");
+    TwoNodes::start(cluster.urls(), true)
+        .await
+        .write_on_a_is_read_on_b()
+        .await;
 }
 
 /// Polls `condition` every 20 ms, at most 10 s, and reports whether it held.

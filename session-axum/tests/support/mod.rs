@@ -8,6 +8,8 @@
 pub mod app;
 pub mod cases;
 pub mod faulty;
+#[cfg(feature = "redis")]
+pub mod two_nodes;
 
 use std::collections::VecDeque;
 use std::future::Future;
