@@ -181,9 +181,10 @@ impl<T: SessionData> SessionHandle<T> {
         // a cookie failed, so that valid requests under a warn-only limit pay
         // nothing for it.
         let tracker = self.shared.invalid_cookies.as_ref();
+        let mut looked_up = None;
         if let Some(tracker) = tracker.filter(|tracker| tracker.limit().blocks()) {
-            let ip = client_ip(config, parts);
-            if let Some(retry_after) = tracker.blocked_for(ip, config.clock().now()) {
+            let client = *looked_up.insert(client_ip(config, parts));
+            if let Some(retry_after) = tracker.blocked_for(client, config.clock().now()) {
                 metrics::counter!("session_invalid_cookie_blocks_total").increment(1);
                 return Err(SessionRejection::TooManyInvalidCookies { retry_after });
             }
@@ -204,7 +205,8 @@ impl<T: SessionData> SessionHandle<T> {
             Ok(None) => {
                 state.stale_cookie = true;
                 if let Some(tracker) = tracker {
-                    self.count_invalid_cookie(tracker, client_ip(config, parts));
+                    let client = looked_up.unwrap_or_else(|| client_ip(config, parts));
+                    self.count_invalid_cookie(tracker, client);
                 }
             }
             Err(error) => match self.shared.failure_mode {

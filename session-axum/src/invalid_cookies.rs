@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 /// When a client goes over the limit the layer logs one warning, counts
 /// `session_invalid_cookie_floods_total` and sends a
 /// `SessionEventKind::InvalidCookieFlood` event, once per window. With
-/// [`InvalidCookieLimit::block`] it also answers 429 Too Many Requests, with
+/// [`InvalidCookieLimit::block`] it also responds with 429 Too Many Requests, with
 /// `Retry-After`, to every request of that client that carries a session
 /// cookie, until the window ends. Requests without a session cookie, and
 /// routes that never extract the session, are not affected.
@@ -137,7 +137,7 @@ pub(crate) struct InvalidCookieTracker {
     limit: InvalidCookieLimit,
     clients: Cache<IpAddr, Arc<Mutex<ClientWindow>>>,
     /// Set once the log reported that requests carry no client address.
-    told_no_address: AtomicBool,
+    reported_missing_address: AtomicBool,
 }
 
 impl InvalidCookieTracker {
@@ -151,7 +151,7 @@ impl InvalidCookieTracker {
         Self {
             limit,
             clients,
-            told_no_address: AtomicBool::new(false),
+            reported_missing_address: AtomicBool::new(false),
         }
     }
 
@@ -183,7 +183,7 @@ impl InvalidCookieTracker {
     /// Counts one failure of `client` at `now`.
     pub(crate) fn record_failure(&self, client: Option<IpAddr>, now: OffsetDateTime) -> Recorded {
         let Some(client) = client else {
-            if !self.told_no_address.swap(true, Ordering::Relaxed) {
+            if !self.reported_missing_address.swap(true, Ordering::Relaxed) {
                 tracing::info!("invalid session cookies are not counted per client: requests carry no ConnectInfo; serve the app with into_make_service_with_connect_info::<SocketAddr>()");
             }
             return Recorded::Counted;

@@ -268,7 +268,7 @@ impl<T: SessionData> SessionLayer<T> {
     /// a power of two; 0 turns the cache off).
     ///
     /// With a server-side store every request still loads its session from
-    /// the store; when the stored bytes, version and expiry equal those of a
+    /// the store. When the stored bytes, version and expiry equal those of a
     /// kept entry, the request reuses that entry's decoded data instead of
     /// decoding again. With the cookie store a request whose sealed cookie
     /// equals a kept one skips the decryption and the decode; the expiry

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use session_core::__private::constant_time_eq;
 
-use session_core::{SessionId, SessionRecord, StoredSession};
+use session_core::{IdBuildHasher, SessionId, SessionRecord, StoredSession};
 
 /// Default number of slots of the record cache.
 pub(crate) const DEFAULT_RECORD_SLOTS: usize = 4096;
 
 /// Largest stored payload or sealed cookie, in bytes, whose record is kept.
-/// Larger sessions are decoded on every request, so that a full cache holds
+/// Larger sessions are decoded on every request, so that a full cache contains
 /// at most about slots x (2 KiB + a decoded record) however big sessions get.
 pub(crate) const MAX_CACHED_BYTES: usize = 2048;
 
@@ -87,10 +87,7 @@ impl<T> RecordCache<T> {
         if self.slots.is_empty() {
             return None;
         }
-        // Ids are random, so their first bytes spread them over the slots.
-        let mut prefix = [0u8; 8];
-        prefix.copy_from_slice(&id.as_bytes()[..8]);
-        let index = u64::from_le_bytes(prefix) as usize & (self.slots.len() - 1);
+        let index = IdBuildHasher::default().hash_one(id) as usize & (self.slots.len() - 1);
         Some(&self.slots[index])
     }
 }

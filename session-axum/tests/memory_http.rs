@@ -123,7 +123,7 @@ async fn retired_signing_key_is_replaced_on_the_next_request() {
 }
 
 /// A layer that keeps a decoded copy of a session still serves what the
-/// store holds after another layer (another node) changed it, and after a
+/// store contains after another layer (another node) changed it, and after a
 /// logout elsewhere.
 #[tokio::test]
 async fn cached_session_follows_changes_made_elsewhere() {

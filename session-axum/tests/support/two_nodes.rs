@@ -85,7 +85,7 @@ impl NodePair {
         }
     }
 
-    /// A write on A is read on B, and B's write is read back on A.
+    /// Checks that a write on A is read on B, and B's write back on A.
     pub async fn write_on_a_is_read_on_b(&self) {
         let cookie = self.a.post("/cart/add?item=x", None).await.cookie();
         assert_eq!(self.a.get("/cart", Some(&cookie)).await.body, "[x]");

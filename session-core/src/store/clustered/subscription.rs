@@ -281,7 +281,7 @@ pub(super) enum Subscription {
     },
 }
 
-/// What the subscription delivered.
+/// An item the subscription delivered.
 pub(super) enum Event {
     /// A message published on the channel.
     Message(Msg),
